@@ -1,0 +1,136 @@
+# era: `make paper` rebuilds every table and figure of the active profile, rerunning only
+# stale notebooks; `make test` runs the test suite. Both create .venv when needed.
+#   make paper [PROFILE=smoke|default|paper]   make test   make bench   make lab   make clean
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DELETE_ON_ERROR:
+.SUFFIXES:
+
+PROFILE ?= default
+ifeq ($(filter $(PROFILE),smoke default paper),)
+$(error PROFILE=$(PROFILE) is unknown; allowed values: smoke, default, paper)
+endif
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+LARGE_STAMP := $(VENV)/.installed-large
+
+# The default profile writes to results/ and figures/; the others to a subfolder of their own,
+# so switching profiles never overwrites another profile's artefacts.
+ifeq ($(PROFILE),default)
+RES := results
+FIG := figures
+else
+RES := results/$(PROFILE)
+FIG := figures/$(PROFILE)
+endif
+EXE := $(RES)/executed
+
+export ERA_PROFILE := $(PROFILE)
+export ERA_RESULTS_DIR := $(RES)
+export ERA_FIGURES_DIR := $(FIG)
+export SOURCE_DATE_EPOCH := 0
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := $(if $(filter paper,$(PROFILE)),0,1)
+export PYTHONHASHSEED := 0
+export MPLBACKEND := Agg
+export TOKENIZERS_PARALLELISM := false
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+ifeq ($(PROFILE),paper)
+# The paper profile reads the hub; everything else must never touch the network.
+export HF_HUB_OFFLINE := 0
+export TRANSFORMERS_OFFLINE := 0
+endif
+
+CORE := pyproject.toml $(shell find era_core -name '*.py' -o -name '*.json' | LC_ALL=C sort)
+NOTEBOOKS := 00_quickstart 01_zero_shot 02_alignment 03_training 04_lodo 05_domain_specific 06_figures
+# Only the default profile needs the 768-d mpnet wheels (about 440 MB).
+MODEL_DEPS := $(if $(filter default,$(PROFILE)),$(LARGE_STAMP))
+
+.PHONY: paper test bench lab clean clean-cache venv check-params release-adapter dry-run help
+.DEFAULT_GOAL := help
+
+help:
+	@sed -n '1,4p' Makefile | sed 's/^# \{0,1\}//'
+
+# ------------------------------------------------------------------ environment
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $@
+
+$(LARGE_STAMP): requirements-large.txt | $(STAMP)
+	$(PY) -m pip install --quiet --no-deps -r requirements-large.txt
+	@touch $@
+
+venv: $(STAMP)
+
+# ------------------------------------------------------------------ notebooks
+# One file-target rule per notebook: the executed notebook is the target; its prerequisites are
+# the notebook, its params file, the era_core sources and the upstream notebooks whose results it reads.
+define run_notebook
+	@mkdir -p $(EXE)
+	$(PY) -m era_core.params check params/$(PROFILE)/$(1).yaml $(1)
+	$(PY) -m papermill -k python3 --cwd . --log-output --no-progress-bar \
+	  -f params/$(PROFILE)/$(1).yaml notebooks/$(1).ipynb $(EXE)/.$(1).tmp.ipynb
+	@mv $(EXE)/.$(1).tmp.ipynb $@
+endef
+
+NB_DEPS = notebooks/$(1).ipynb params/$(PROFILE)/$(1).yaml $(CORE)
+
+$(EXE)/01_zero_shot.ipynb: $(call NB_DEPS,01_zero_shot) | $(STAMP) $(MODEL_DEPS)
+	$(call run_notebook,01_zero_shot)
+$(EXE)/02_alignment.ipynb: $(call NB_DEPS,02_alignment) | $(STAMP) $(MODEL_DEPS)
+	$(call run_notebook,02_alignment)
+$(EXE)/03_training.ipynb: $(call NB_DEPS,03_training) $(EXE)/01_zero_shot.ipynb | $(STAMP) $(MODEL_DEPS)
+	$(call run_notebook,03_training)
+$(EXE)/04_lodo.ipynb: $(call NB_DEPS,04_lodo) $(EXE)/01_zero_shot.ipynb | $(STAMP) $(MODEL_DEPS)
+	$(call run_notebook,04_lodo)
+$(EXE)/05_domain_specific.ipynb: $(call NB_DEPS,05_domain_specific) $(EXE)/01_zero_shot.ipynb | $(STAMP) $(MODEL_DEPS)
+	$(call run_notebook,05_domain_specific)
+$(EXE)/00_quickstart.ipynb: $(call NB_DEPS,00_quickstart) $(EXE)/03_training.ipynb | $(STAMP) $(MODEL_DEPS)
+	$(call run_notebook,00_quickstart)
+# The figures notebook reads results/ only: it never encodes or trains.
+$(EXE)/06_figures.ipynb: $(call NB_DEPS,06_figures) $(EXE)/01_zero_shot.ipynb $(EXE)/02_alignment.ipynb \
+		$(EXE)/03_training.ipynb $(EXE)/04_lodo.ipynb $(EXE)/05_domain_specific.ipynb | $(STAMP)
+	$(call run_notebook,06_figures)
+
+ifeq ($(DRY_RUN),1)
+paper: $(STAMP)
+	$(PY) -m era_core.plan --profile $(PROFILE)
+else
+paper: $(EXE)/06_figures.ipynb $(EXE)/00_quickstart.ipynb
+	@echo "make paper ($(PROFILE)): tables in $(RES)/tables, figures in $(FIG)"
+endif
+
+dry-run: $(STAMP)
+	$(PY) -m era_core.plan --profile $(PROFILE)
+
+check-params: $(STAMP)
+	@for nb in $(NOTEBOOKS); do $(PY) -m era_core.params check params/$(PROFILE)/$$nb.yaml $$nb; done
+
+release-adapter: $(EXE)/03_training.ipynb | $(STAMP)
+	$(PY) -m era_core.release --results $(RES)
+
+# ------------------------------------------------------------------ tests, benchmarks, lab
+test: $(STAMP)
+	$(PY) -m nbstripout --verify notebooks/*.ipynb
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) -m era_core.perf --out results
+
+lab: $(STAMP) $(MODEL_DEPS)
+	$(PY) -m jupyter lab --no-browser --ip=127.0.0.1 --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root)
+
+clean:
+	rm -rf $(RES)/executed $(RES)/tables $(RES)/*.json $(RES)/*.md $(RES)/runs $(RES)/adapters $(FIG)/*.pdf
+
+clean-cache:
+	rm -rf .cache

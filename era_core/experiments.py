@@ -1,0 +1,563 @@
+"""The paper's protocols: zero-shot, the in-domain sweep, leave-one-domain-out and domain-specific.
+
+Each protocol reads embeddings through the cache (so only the first run encodes), trains with
+``era_core.train``, scores with ``retrieval`` + ``metrics``, and returns plain dictionaries that
+the notebooks write to ``results/`` with ``era_core.io``.
+
+Scoring scopes: every method, baselines included, is scored per task on the *same* test split
+(``scope="test"``), fixing the reference's mix of test-split adapters and all-query baselines
+(spec §9.6). Tasks that a model did not train on are also scored on all labelled queries
+(``scope="all"``), which is the reference's protocol for LODO and domain-specific runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from era_core import paths
+from era_core.cache import embed_texts
+from era_core.data import DOMAINS, Task, load_tasks
+from era_core.errors import EraError, ParamsError
+from era_core.io import dumps_json, read_json, write_json
+from era_core.metrics import evaluate
+from era_core.params import resolve_tasks, split_csv
+from era_core.retrieval import run_from_topk, topk_search
+from era_core.splits import split_queries
+
+HEADLINE = "ndcg@10"
+METHOD_MODES = {"era": "both", "label_only": "label_only", "alignment_only": "alignment_only", "small_adapter": "small_adapter"}
+
+
+# ---------------------------------------------------------------- setup and encoders
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Which benchmark, tasks and encoders an experiment uses, and how encoders run."""
+
+    benchmark: str
+    tasks: tuple[str, ...]
+    large_model: str
+    small_model: str
+    max_length: int = 128
+    batch_size: int = 32
+    device: str = "cpu"
+    dtype: str = "float32"
+    progress: bool = True
+
+    @classmethod
+    def from_params(cls, p: dict[str, Any]) -> "Setup":
+        """Build a Setup from a validated notebook parameter dict."""
+        return cls(
+            benchmark=p["benchmark"],
+            tasks=tuple(resolve_tasks(p["benchmark"], p["tasks"])),
+            large_model=p["large_model"],
+            small_model=p["small_model"],
+            max_length=p["max_length"],
+            batch_size=p["batch_size"],
+            device=resolve_device(p["device"]),
+            dtype=p["dtype"],
+            progress=p["progress"],
+        )
+
+
+def resolve_device(device: str) -> str:
+    """Map ``auto`` to ``cuda`` when available, else ``cpu``; refuse ``cuda`` on a machine without it."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ParamsError("device='cuda' was requested but torch sees no CUDA device; use device='cpu' or 'auto'")
+    return device
+
+
+_ENCODERS: dict[tuple, Any] = {}
+
+
+def get_encoder(key: str, setup: Setup) -> Any:
+    """Return a (lazily loaded, memoised) encoder: building it never loads the weights."""
+    from era_core.encoders import load_encoder
+
+    dtype = None if setup.dtype in ("auto", "float32") and setup.device == "cpu" else setup.dtype
+    memo = (key, setup.device, dtype, setup.max_length)
+    if memo not in _ENCODERS:
+        _ENCODERS[memo] = load_encoder(key, device=setup.device, dtype=dtype, max_length=setup.max_length)
+    return _ENCODERS[memo]
+
+
+def load_units(setup: Setup) -> list[Task]:
+    """Load the setup's tasks and flatten them into evaluation units (sub-splits keep their own corpus)."""
+    tasks = load_tasks(setup.benchmark, list(setup.tasks), progress=setup.progress)
+    return [u for t in tasks for u in t.units()]
+
+
+def unit_task(unit: Task) -> str:
+    """The task a unit belongs to (a sub-split is named ``task/sub``)."""
+    return unit.name.split("/", 1)[0]
+
+
+# ---------------------------------------------------------------- embeddings
+
+
+def query_inputs(unit: Task, use_instructions: bool) -> tuple[list[str], list[str], list[str] | None]:
+    """Labelled query ids, their texts and (if on) their instructions, in dataset order."""
+    qids = unit.labelled_qids()
+    texts = [unit.queries[q] for q in qids]
+    instructions = [unit.instructions.get(q, "") for q in qids] if use_instructions else None
+    return qids, texts, instructions
+
+
+def embed_queries(key: str, unit: Task, setup: Setup, use_instructions: bool) -> np.ndarray:
+    """Labelled-query vectors of one unit for encoder ``key`` (cached)."""
+    _, texts, instructions = query_inputs(unit, use_instructions)
+    return embed_texts(
+        get_encoder(key, setup), texts, role="query", instructions=instructions,
+        batch_size=setup.batch_size, progress=setup.progress,
+    )
+
+
+def embed_corpus(key: str, unit: Task, setup: Setup, rows: list[int] | None = None) -> np.ndarray:
+    """Corpus vectors of one unit for encoder ``key`` (cached); ``rows`` selects a subset of documents."""
+    docs = list(unit.corpus.values())
+    if rows is not None:
+        docs = [docs[i] for i in rows]
+    return embed_texts(get_encoder(key, setup), docs, role="document", batch_size=setup.batch_size, progress=setup.progress)
+
+
+def task_embeddings(units: list[Task], setup: Setup, use_instructions: bool, *, need_small_queries: bool = True) -> list:
+    """Build ``train.TaskEmbeddings`` for every unit: large queries, small queries and the small corpus."""
+    from era_core.train import TaskEmbeddings
+
+    out = []
+    for unit in tqdm(units, desc="embeddings", disable=not setup.progress):
+        qids, _, _ = query_inputs(unit, use_instructions)
+        out.append(
+            TaskEmbeddings(
+                name=unit.name,
+                domain=unit.domain,
+                qids=qids,
+                qrels={q: unit.qrels[q] for q in qids},
+                doc_ids=list(unit.corpus),
+                q_large=embed_queries(setup.large_model, unit, setup, use_instructions),
+                q_small=embed_queries(setup.small_model, unit, setup, use_instructions) if need_small_queries else None,
+                docs_small=embed_corpus(setup.small_model, unit, setup),
+            )
+        )
+    return out
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def score_unit(queries: np.ndarray, docs: np.ndarray, qids: list[str], doc_ids: list[str],
+               qrels: dict[str, dict[str, int]], k: int = 100) -> dict[str, dict[str, float]]:
+    """Exact top-k search then per-query metrics for one unit (all its labelled queries)."""
+    if len(qids) == 0:
+        return {}
+    scores, idx = topk_search(queries, docs, k=k, doc_ids=doc_ids)
+    run = run_from_topk(qids, doc_ids, scores, idx)
+    return evaluate({q: qrels[q] for q in qids}, run)
+
+
+def test_qids(units: Iterable, seed: int, val_ratio: float = 0.1, eval_ratio: float = 0.5) -> dict[str, list[str]]:
+    """Each unit's test split: independent of the train ratio (spec §3.2.1), so one split serves every method."""
+    out = {}
+    for u in units:
+        qids = u.qids if hasattr(u, "qids") else u.labelled_qids()
+        out[u.name] = split_queries(qids, 0.1, val_ratio, eval_ratio, seed=seed)[2] if qids else []
+    return out
+
+
+def summarise(per_query: dict[str, dict[str, dict[str, float]]], unit_domain: dict[str, str],
+              keep: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """Aggregate per-query metrics of units into per-task, per-domain and overall means.
+
+    Task value = mean over the task's scored queries across its sub-splits (the official MAIR
+    weighting inside a task). ``overall`` and ``per_domain`` are macro means over tasks (the
+    reference's aggregate); ``overall_query_weighted`` weights tasks by query count (MAIR's).
+    """
+    task_rows: dict[str, list[dict[str, float]]] = {}
+    task_domain: dict[str, str] = {}
+    for unit, rows in per_query.items():
+        chosen = rows if keep is None else {q: rows[q] for q in keep.get(unit, []) if q in rows}
+        task = unit.split("/", 1)[0]
+        task_domain[task] = unit_domain[unit]
+        task_rows.setdefault(task, []).extend(chosen.values())
+    per_task, n_queries = {}, {}
+    for task, rows in task_rows.items():
+        if not rows:
+            continue
+        names = sorted(rows[0])
+        per_task[task] = {m: float(np.mean([r[m] for r in rows])) for m in names}
+        n_queries[task] = len(rows)
+    per_domain = {}
+    for d in DOMAINS:
+        ts = [t for t in per_task if task_domain[t] == d]
+        if ts:
+            per_domain[d] = {m: float(np.mean([per_task[t][m] for t in ts])) for m in per_task[ts[0]]}
+    overall = {m: float(np.mean([v[m] for v in per_task.values()])) for m in next(iter(per_task.values()), {})}
+    total = sum(n_queries.values())
+    weighted = {m: float(sum(per_task[t][m] * n_queries[t] for t in per_task) / total) for m in overall} if total else {}
+    return {"per_task": per_task, "n_queries": n_queries, "per_domain": per_domain, "overall": overall,
+            "overall_query_weighted": weighted, "task_domain": {t: task_domain[t] for t in per_task}}
+
+
+# ---------------------------------------------------------------- zero-shot
+
+
+def zero_shot(setup: Setup, models: list[str], *, use_instructions: bool, seeds: list[int],
+              val_ratio: float = 0.1, eval_ratio: float = 0.5) -> tuple[list[dict], dict[str, float]]:
+    """Score each model on both sides (no adapter); one record per model × scope (× seed for the test scope).
+
+    Returns the records and the measured query-encoding milliseconds per query of each model
+    (timing lives apart from results so results stay byte-identical across runs).
+    """
+    units = load_units(setup)
+    unit_domain = {u.name: u.domain for u in units}
+    records, ms_per_query = [], {}
+    for key in models:
+        per_query, n_q, t_q = {}, 0, 0.0
+        for unit in tqdm(units, desc=f"zero-shot {key}", disable=not setup.progress):
+            qids, _, _ = query_inputs(unit, use_instructions)
+            t0 = time.perf_counter()
+            q = embed_queries(key, unit, setup, use_instructions)
+            t_q += time.perf_counter() - t0
+            n_q += len(qids)
+            d = embed_corpus(key, unit, setup)
+            per_query[unit.name] = score_unit(q, d, qids, list(unit.corpus), unit.qrels)
+        ms_per_query[key] = 1000.0 * t_q / max(n_q, 1)
+        base = {"encoder": key, "instructions": "on" if use_instructions else "off", "train_ratio": None}
+        records.append({**base, "scope": "all", "seed": None, **summarise(per_query, unit_domain)})
+        for seed in seeds:
+            keep = test_qids(units, seed, val_ratio, eval_ratio)
+            records.append({**base, "scope": "test", "seed": seed, **summarise(per_query, unit_domain, keep)})
+    return records, ms_per_query
+
+
+# ---------------------------------------------------------------- Phase 1
+
+
+def config_hash(obj: Any) -> str:
+    """A short, stable hash of a JSON-serialisable configuration."""
+    return hashlib.sha256(dumps_json(obj).encode()).hexdigest()[:16]
+
+
+def alignment_pairs(units: list[Task], setup: Setup, samples_per_task: int, eval_ratio: float, seed: int):
+    """Encode only the sampled documents with the large model (spec §9.11) and pair them with small-model vectors."""
+    from era_core.train import alignment_holdout, alignment_sample
+
+    samples = alignment_sample([len(u.corpus) for u in units], samples_per_task, seed=seed)
+    xs, ys = [], []
+    for unit, rows in tqdm(list(zip(units, samples)), desc="alignment sample", disable=not setup.progress):
+        if not rows:
+            continue
+        xs.append(embed_corpus(setup.large_model, unit, setup, rows=rows))
+        ys.append(embed_corpus(setup.small_model, unit, setup)[rows])
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    tr, ev = alignment_holdout(len(x), eval_ratio, seed=seed)
+    return x[tr], y[tr], x[ev], y[ev]
+
+
+def align_config(p: dict[str, Any], seed: int, device: str):
+    """Phase 1 configuration from notebook parameters."""
+    from era_core.train import AlignmentConfig
+
+    return AlignmentConfig(
+        samples_per_task=p["align_samples_per_task"], eval_ratio=p["align_eval_ratio"], loss=p["align_loss"],
+        lr=p["align_lr"], weight_decay=p["align_weight_decay"], batch_size=p["align_batch_size"],
+        epochs=p["align_epochs"], seed=seed, init=p["align_init"], device=device,
+    )
+
+
+def label_config(p: dict[str, Any], train_ratio: float, seed: int, device: str):
+    """Phase 2 configuration from notebook parameters."""
+    from era_core.train import LabelConfig
+
+    return LabelConfig(
+        train_ratio=train_ratio, val_ratio=p["val_ratio"], eval_ratio=p["eval_ratio"],
+        num_negatives=p["num_negatives"], strategy=p["negative_strategy"], top_k=p["hard_negative_top_k"],
+        margin=p["hard_negative_margin"], lr=p["label_lr"], weight_decay=p["label_weight_decay"],
+        batch_size=p["label_batch_size"], epochs=p["label_epochs"], warmup_ratio=p["warmup_ratio"],
+        schedule=p["label_schedule"], temperature=p["temperature"], patience=p["label_patience"],
+        in_batch_negatives=p["in_batch_negatives"], seed=seed, device=device,
+    )
+
+
+def _encoder_identity(setup: Setup) -> dict[str, Any]:
+    return {
+        "large": get_encoder(setup.large_model, setup).cache_fields(),
+        "small": get_encoder(setup.small_model, setup).cache_fields(),
+    }
+
+
+def train_alignment_cached(units: list[Task], setup: Setup, cfg) -> tuple[Any, dict[str, Any]]:
+    """Phase 1, reused across a train-ratio sweep through the adapter cache keyed by its full configuration (§3.3)."""
+    from era_core.adapter import load_adapter, save_adapter
+    from era_core.train import train_alignment
+
+    key_obj = {"phase": "alignment", "config": asdict(cfg), "units": [u.name for u in units],
+               "benchmark": setup.benchmark, "encoders": _encoder_identity(setup)}
+    key_obj["config"].pop("device", None)
+    key = config_hash(key_obj)
+    folder = paths.ADAPTER_CACHE / "alignment" / key
+    weights, meta_path = folder / "adapter.safetensors", folder / "meta.json"
+    if weights.exists() and meta_path.exists():
+        meta = read_json(meta_path)
+        if meta.get("key") == key:
+            return load_adapter(weights), meta
+    x_tr, y_tr, x_ev, y_ev = alignment_pairs(units, setup, cfg.samples_per_task, cfg.eval_ratio, cfg.seed)
+    result = train_alignment(x_tr, y_tr, x_ev, y_ev, cfg, progress=setup.progress)
+    meta = {"key": key, "config": key_obj, "history": result.history, "best_epoch": result.best_epoch,
+            "best_eval_loss": result.best_eval_loss, "stopped_early": result.stopped_early,
+            "eval_cosine": result.eval_cosine, "num_train_texts": int(len(x_tr)), "num_eval_texts": int(len(x_ev)),
+            "in_dim": int(x_tr.shape[1]), "out_dim": int(y_tr.shape[1])}
+    save_adapter(result.adapter, weights, {"key": key})
+    write_json(meta_path, meta)  # written last: its presence marks a complete entry
+    return result.adapter, meta
+
+
+# ---------------------------------------------------------------- adapters: train and score
+
+
+def apply_and_score(adapter, embs: list, *, query_side: str, unit_domain: dict[str, str]) -> dict[str, dict]:
+    """Per-query metrics of every unit with ``adapter`` applied to its query vectors (all labelled queries)."""
+    from era_core.adapter import apply_adapter
+
+    per_query = {}
+    for te in embs:
+        q = te.q_large if query_side == "large" else te.q_small
+        q = apply_adapter(adapter, q) if adapter is not None else q
+        per_query[te.name] = score_unit(q, te.docs_small, te.qids, te.doc_ids, te.qrels)
+    return per_query
+
+
+def train_method(method: str, train_embs: list, train_units: list[Task], setup: Setup, p: dict[str, Any],
+                 train_ratio: float, seed: int) -> tuple[Any, dict[str, Any]]:
+    """Train one method on the given units and return (adapter, era_meta)."""
+    from era_core.seeding import seed_everything
+    from era_core.train import train_era
+
+    if method not in METHOD_MODES:
+        raise ParamsError(f"unknown method {method!r}; allowed values: {', '.join(METHOD_MODES)}")
+    seed_everything(seed)
+    acfg = align_config(p, seed, setup.device)
+    lcfg = label_config(p, train_ratio, seed, setup.device)
+    align_adapter, align_meta = None, None
+    if method in ("era", "alignment_only"):
+        align_adapter, align_meta = train_alignment_cached(train_units, setup, acfg)
+    result = train_era(train_embs, METHOD_MODES[method], align_cfg=acfg, label_cfg=lcfg,
+                       alignment_adapter=align_adapter, progress=setup.progress)
+    meta = dict(result.meta)
+    meta["method"] = method
+    if align_meta is not None:
+        meta["alignment_result"] = {"reused_from_cache": align_meta["key"], "history": align_meta["history"],
+                                    "eval_cosine": align_meta["eval_cosine"], "best_epoch": align_meta["best_epoch"]}
+    return result.adapter, meta
+
+
+def run_dir(results: Path, protocol: str, run_id: str) -> Path:
+    """Folder of one training run's ``summary.json`` and ``era_meta.json``."""
+    return results / "runs" / protocol / run_id
+
+
+def run_is_done(folder: Path, cfg_key: str) -> dict | None:
+    """Return a finished run's summary if it exists and was made with the same configuration, else None."""
+    summary = folder / "summary.json"
+    if summary.exists():
+        data = read_json(summary)
+        if data.get("config_key") == cfg_key:
+            return data
+    return None
+
+
+class EmbeddingPool:
+    """Memoises ``TaskEmbeddings`` per instruction setting within one notebook run."""
+
+    def __init__(self, setup: Setup, units: list[Task]):
+        self.setup, self.units = setup, units
+        self._by_setting: dict[bool, list] = {}
+
+    def get(self, use_instructions: bool) -> list:
+        """Embeddings of every unit for one instruction setting (cache-backed)."""
+        if use_instructions not in self._by_setting:
+            self._by_setting[use_instructions] = task_embeddings(self.units, self.setup, use_instructions)
+        return self._by_setting[use_instructions]
+
+
+def run_job(protocol: str, method: str, *, seed: int, train_ratio: float, use_instructions: bool,
+            train_names: list[str], pool: EmbeddingPool, p: dict[str, Any], results: Path,
+            label: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train ``method`` on the units named ``train_names`` and score every unit of the pool; resumable.
+
+    Returns the run's summary: two scopes, ``test`` (every unit on its test split, comparable across
+    methods and protocols) and ``protocol`` (training units on their test split, unseen units on all
+    labelled queries, as in the reference's LODO and domain-specific evaluations).
+    """
+    from era_core.adapter import save_adapter
+
+    setup = pool.setup
+    label = label or {}
+    cfg_obj = {
+        "protocol": protocol, "method": method, "seed": seed, "train_ratio": train_ratio,
+        "instructions": use_instructions, "train_units": train_names, "eval_units": [u.name for u in pool.units],
+        "params": {k: v for k, v in p.items() if k not in ("progress", "seeds", "methods", "train_ratios",
+                                                           "instruction_settings", "domains", "device")},
+        "encoders": _encoder_identity(setup), **label,
+    }
+    cfg_key = config_hash(cfg_obj)
+    instr = "on" if use_instructions else "off"
+    run_id = f"{method}__inst{instr}__train{train_ratio:g}__seed{seed}" + "".join(f"__{k}-{v}" for k, v in label.items())
+    folder = run_dir(results, protocol, run_id)
+    done = run_is_done(folder, cfg_key)
+    if done is not None:
+        return done
+
+    embs = pool.get(use_instructions)
+    by_name = {te.name: te for te in embs}
+    missing = [n for n in train_names if n not in by_name]
+    if missing:
+        raise EraError(f"training units {missing} are not in the evaluation pool; this is a bug in the protocol setup")
+    train_embs = [by_name[n] for n in train_names]
+    train_units = [u for u in pool.units if u.name in set(train_names)]
+    t0 = time.perf_counter()
+    adapter, meta = train_method(method, train_embs, train_units, setup, p, train_ratio, seed)
+    elapsed = time.perf_counter() - t0
+
+    unit_domain = {u.name: u.domain for u in pool.units}
+    query_side = "small" if method == "small_adapter" else "large"
+    per_query = apply_and_score(adapter, embs, query_side=query_side, unit_domain=unit_domain)
+    split_test = test_qids(embs, seed, p["val_ratio"], p["eval_ratio"])
+    trained_test = meta.get("label_result", {}) or {}
+    trained_test = trained_test.get("eval_query_ids_per_task") or {n: split_test[n] for n in train_names}
+    for n in train_names:
+        if sorted(trained_test[n]) != sorted(split_test[n]):
+            raise EraError(f"the trainer's test split of {n} differs from the evaluator's; refusing to score leaked queries")
+    keep_protocol = {u: (split_test[u] if u in set(train_names) else list(per_query[u])) for u in per_query}
+    base = {"protocol": protocol, "method": method, "seed": seed, "train_ratio": train_ratio,
+            "instructions": instr, "train_units": train_names, **label}
+    summary = {
+        **base,
+        "config_key": cfg_key,
+        "scopes": {
+            "test": summarise(per_query, unit_domain, split_test),
+            "protocol": summarise(per_query, unit_domain, keep_protocol),
+        },
+    }
+    meta.update({"config": cfg_obj, "config_key": cfg_key})
+    save_adapter(adapter, folder / "adapter.safetensors",
+                 {"method": method, "large_model": setup.large_model, "small_model": setup.small_model,
+                  "query_side": query_side})
+    write_json(folder / "era_meta.json", meta)
+    write_json(results / "timing" / "runs" / protocol / f"{run_id}.json", {"train_elapsed_sec": elapsed})
+    write_json(folder / "summary.json", summary)  # last: marks the run complete, so a killed run is redone
+    return summary
+
+
+def sweep(pool: EmbeddingPool, p: dict[str, Any], results: Path) -> list[dict[str, Any]]:
+    """The in-domain experiment: every method × train ratio × instruction setting × seed, trained on all units."""
+    names = [u.name for u in pool.units]
+    jobs = [(m, r, s, i) for i in split_csv(p["instruction_settings"]) for s in map(int, split_csv(p["seeds"]))
+            for r in map(float, split_csv(p["train_ratios"])) for m in split_csv(p["methods"])]
+    out = []
+    for method, ratio, seed, inst in tqdm(jobs, desc="sweep", disable=not pool.setup.progress):
+        ratio_used = ratio if method != "alignment_only" else ratio  # test split is ratio-independent anyway
+        out.append(run_job("in_domain", method, seed=seed, train_ratio=ratio_used, use_instructions=inst == "on",
+                           train_names=names, pool=pool, p=p, results=results))
+    return out
+
+
+def lodo(pool: EmbeddingPool, p: dict[str, Any], results: Path, domains: list[str]) -> list[dict[str, Any]]:
+    """Leave-one-domain-out: for each held-out domain, train on the others and score everything."""
+    out = []
+    jobs = [(d, m, s) for d in domains for s in map(int, split_csv(p["seeds"])) for m in split_csv(p["methods"])]
+    for held_out, method, seed in tqdm(jobs, desc="lodo", disable=not pool.setup.progress):
+        names = [u.name for u in pool.units if u.domain != held_out]
+        out.append(run_job("lodo", method, seed=seed, train_ratio=p["train_ratio"],
+                           use_instructions=p["use_instructions"], train_names=names, pool=pool, p=p,
+                           results=results, label={"held_out": held_out}))
+    return out
+
+
+def domain_specific(pool: EmbeddingPool, p: dict[str, Any], results: Path, domains: list[str]) -> list[dict[str, Any]]:
+    """One adapter per domain, trained on that domain only and scored on every task."""
+    out = []
+    jobs = [(d, m, s) for d in domains for s in map(int, split_csv(p["seeds"])) for m in split_csv(p["methods"])]
+    for domain, method, seed in tqdm(jobs, desc="domain-specific", disable=not pool.setup.progress):
+        names = [u.name for u in pool.units if u.domain == domain]
+        out.append(run_job("domain_specific", method, seed=seed, train_ratio=p["train_ratio"],
+                           use_instructions=p["use_instructions"], train_names=names, pool=pool, p=p,
+                           results=results, label={"train_domain": domain}))
+    return out
+
+
+def alignment_study(setup: Setup, p: dict[str, Any]) -> dict[str, Any]:
+    """Phase 1 on the configured tasks: loss curves and hold-out cosine, plus the closed-form ridge for reference."""
+    units = load_units(setup)
+    cfg = align_config(p, p["seed"], setup.device)
+    _, meta = train_alignment_cached(units, setup, cfg)
+    ridge_cfg = replace(cfg, init="ridge", epochs=0)
+    _, ridge_meta = train_alignment_cached(units, setup, ridge_cfg)
+    return {"config": meta["config"]["config"], "history": meta["history"], "eval_cosine": meta["eval_cosine"],
+            "best_epoch": meta["best_epoch"], "num_train_texts": meta["num_train_texts"],
+            "num_eval_texts": meta["num_eval_texts"], "in_dim": meta["in_dim"], "out_dim": meta["out_dim"],
+            "ridge_eval_cosine": ridge_meta["eval_cosine"], "units": [u.name for u in units],
+            "large_model": setup.large_model, "small_model": setup.small_model}
+
+
+def model_params(key: str) -> int:
+    """Approximate parameter count of a registry model (for cost-quality plots)."""
+    from era_core.encoders import REGISTRY
+
+    return int(REGISTRY[key].params)
+
+
+def quickstart_compare(setup: Setup, *, task: str, query: str, adapter_dir: str, k: int = 10):
+    """Top-``k`` documents of one query three ways: small→small, ERA large→small, large→large.
+
+    With ``query=""`` the first test query of the task is used, and relevant documents are marked.
+    Returns a DataFrame (one row per rank) and a one-line description.
+    """
+    import pandas as pd
+
+    from era_core.adapter import AdaptedQueryEncoder
+    from era_core.data import list_tasks
+
+    task = task or next(iter(list_tasks(setup.benchmark)))
+    unit = load_tasks(setup.benchmark, [task], progress=False)[0].units()[0]
+    qrels: dict[str, int] = {}
+    if query:
+        instruction = unit.default_instruction
+    else:
+        qid = test_qids([unit], 42)[unit.name][0]
+        query, instruction, qrels = unit.queries[qid], unit.instructions.get(qid, ""), unit.qrels[qid]
+    folder = Path(adapter_dir)
+    folder = folder if folder.is_absolute() else paths.ROOT / folder
+    if not folder.exists():
+        raise EraError(f"no adapter at {folder}; run `make paper` (03_training exports one) or set adapter_dir")
+    small, large = get_encoder(setup.small_model, setup), get_encoder(setup.large_model, setup)
+    era = AdaptedQueryEncoder.from_pretrained(folder, query_encoder=large)
+    doc_ids, texts = list(unit.corpus), list(unit.corpus.values())
+    views = {
+        f"{setup.small_model} → {setup.small_model}": (small.encode(small.format_queries([query], [instruction]), progress=False),
+                                                     embed_corpus(setup.small_model, unit, setup)),
+        f"ERA {setup.large_model} → {setup.small_model}": (era.encode([query], [instruction], progress=False),
+                                                          embed_corpus(setup.small_model, unit, setup)),
+        f"{setup.large_model} → {setup.large_model}": (large.encode(large.format_queries([query], [instruction]), progress=False),
+                                                     embed_corpus(setup.large_model, unit, setup)),
+    }
+    columns = {}
+    for name, (q, d) in views.items():
+        _, idx = topk_search(q, d, k=k, doc_ids=doc_ids)
+        columns[name] = [("✓ " if qrels.get(doc_ids[i], 0) > 0 else "") + texts[i][:120].replace("\n", " ") for i in idx[0]]
+    frame = pd.DataFrame(columns, index=pd.RangeIndex(1, len(next(iter(columns.values()))) + 1, name="rank"))
+    info = f"task {unit.name} ({unit.domain}); query: {query!r}; instruction: {instruction!r}"
+    return frame, info

@@ -1,0 +1,81 @@
+"""Atomic, deterministic writers: every artefact of the package goes through these."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+
+def atomic_write(path: Path | str, writer: Callable[[Path], None]) -> Path:
+    """Call ``writer(tmp_path)`` on a temporary file next to ``path``, fsync it, then rename it into place.
+
+    A crash (or SIGKILL) at any point leaves either the old file or the new one, never a
+    truncated target.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        writer(tmp_path)
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
+    """Atomically write bytes to ``path``."""
+    return atomic_write(path, lambda p: p.write_bytes(data))
+
+
+def atomic_write_text(path: Path | str, text: str) -> Path:
+    """Atomically write UTF-8 text to ``path``."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serialisable")
+
+
+def dumps_json(obj: Any) -> str:
+    """Serialise ``obj`` deterministically (sorted keys, 2-space indent, trailing newline)."""
+    return json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False, default=_json_default) + "\n"
+
+
+def write_json(path: Path | str, obj: Any) -> Path:
+    """Atomically write ``obj`` as deterministic JSON."""
+    return atomic_write_text(path, dumps_json(obj))
+
+
+def read_json(path: Path | str) -> Any:
+    """Read a JSON file."""
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def save_npy(path: Path | str, array: np.ndarray) -> Path:
+    """Atomically save an array as ``.npy`` (so it can be memory-mapped later)."""
+
+    def _w(p: Path) -> None:
+        with open(p, "wb") as fh:
+            np.save(fh, array, allow_pickle=False)
+
+    return atomic_write(path, _w)

@@ -1,0 +1,285 @@
+"""Retrieval metrics with trec_eval semantics (nDCG@k, Recall@k, MRR, MAP), vectorised with NumPy.
+
+The values equal those of trec_eval as exposed by pytrec_eval (`ndcg_cut_k`, `recall_k`,
+`recip_rank`, `map`) to floating-point rounding:
+
+- Gain is the qrel value itself (linear). Only positive labels are relevant or carry gain;
+  zero and negative labels count exactly like unjudged documents.
+- The ideal DCG uses ALL positive judgements of the query (truncated at k), including
+  documents the run never retrieved. A query with no positive judgement scores 0 on every
+  metric.
+- The run is ranked like trec_eval: scores are first rounded to float32 (trec_eval stores them
+  as C `float`, so near-equal doubles tie), then sorted by score descending and, among equal
+  scores, by doc id descending (string order). Input order never matters.
+- Evaluated queries are those in both `qrels` and `run`, with a non-empty qrels entry
+  (pytrec_eval drops a query whose judgement dict is empty, even when the run has it). A
+  qrels query missing from the run is absent from the result, not 0, unless
+  `missing_as_zero=True`. A run query with an empty result dict is evaluated (all zeros).
+- MRR and MAP use the whole run as given; the caller truncates it (e.g. to the top 100).
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import chain
+
+import numpy as np
+
+from era_core.errors import DataError, ParamsError
+
+DEFAULT_K_VALUES: tuple[int, ...] = (1, 5, 10, 20, 100)
+_ZEROS = itertools.repeat(0)  # default argument stream for map(dict.get, keys, ...)
+
+
+def metric_names(k_values: Sequence[int] = DEFAULT_K_VALUES) -> list[str]:
+    """Names of the metrics `evaluate` returns for these cutoffs, in output order."""
+    ks = _check_k_values(k_values)
+    return [f"ndcg@{k}" for k in ks] + [f"recall@{k}" for k in ks] + ["mrr", "map"]
+
+
+def evaluate(
+    qrels: Mapping[str, Mapping[str, int]],
+    run: Mapping[str, Mapping[str, float]],
+    k_values: Sequence[int] = DEFAULT_K_VALUES,
+    *,
+    missing_as_zero: bool = False,
+) -> dict[str, dict[str, float]]:
+    """Per-query nDCG@k, Recall@k, MRR and MAP of `run` against `qrels`, as trec_eval computes them."""
+    ks = _check_k_values(k_values)
+    names = metric_names(ks)
+    judged = {q for q, rels in qrels.items() if len(rels) > 0}
+    qids = [q for q in run if q in judged]
+    # The flattening allocates millions of short-lived objects; cyclic GC passes over the
+    # caller's large dicts would otherwise dominate the run time.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        result = _evaluate_queries(qrels, run, qids, ks, names)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    if missing_as_zero:
+        for q in qrels:
+            if q in judged and q not in result:
+                result[q] = dict.fromkeys(names, 0.0)
+    return result
+
+
+def missing_queries(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Mapping[str, float]]) -> list[str]:
+    """Judged qrels queries (non-empty entry) that the run lacks, in qrels order."""
+    return [q for q, rels in qrels.items() if len(rels) > 0 and q not in run]
+
+
+def _check_k_values(k_values: Sequence[int]) -> tuple[int, ...]:
+    ks = tuple(k_values)
+    if not ks:
+        raise ParamsError("k_values is empty; pass at least one cutoff, e.g. (1, 5, 10, 20, 100).")
+    for k in ks:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ParamsError(f"k_values must be positive integers, got {k!r} in {ks!r}.")
+    return tuple(sorted({int(k) for k in ks}))
+
+
+def _evaluate_queries(
+    qrels: Mapping[str, Mapping[str, int]],
+    run: Mapping[str, Mapping[str, float]],
+    qids: list[str],
+    ks: tuple[int, ...],
+    names: list[str],
+) -> dict[str, dict[str, float]]:
+    nq = len(qids)
+    if nq == 0:
+        return {}
+
+    # Flatten the run and the qrels into parallel arrays once; every metric then works on
+    # per-rank arrays, so nothing is re-sorted per metric.
+    runs = [run[q] for q in qids]
+    judgements = [qrels[q] for q in qids]
+    run_len = np.fromiter(map(len, runs), dtype=np.int64, count=nq)
+    qrel_len = np.fromiter(map(len, judgements), dtype=np.int64, count=nq)
+    total = int(run_len.sum())
+    labels = _as_int_labels(list(chain.from_iterable(r.values() for r in judgements)))
+    score32 = _as_float32_scores(chain.from_iterable(r.values() for r in runs), total)
+    # Every gain is a qrels value (checked above) or the default 0, so int64 is exact.
+    gain_arr = np.fromiter(
+        chain.from_iterable(map(rels.get, res, _ZEROS) for rels, res in zip(judgements, runs)),
+        dtype=np.int64,
+        count=total,
+    )
+
+    qidx = np.repeat(np.arange(nq, dtype=np.int64), run_len)
+    order = _trec_order(qidx, score32, lambda: list(chain.from_iterable(runs)))
+    g = np.maximum(gain_arr[order], 0).astype(np.float64)
+    rel = g > 0
+    starts = np.concatenate(([0], np.cumsum(run_len)[:-1]))
+    rank = np.arange(len(order), dtype=np.int64) - np.repeat(starts, run_len)  # 0-based
+
+    # Ideal ranking: every positive judgement, highest gain first.
+    lab_q = np.repeat(np.arange(nq, dtype=np.int64), qrel_len)
+    pos = labels > 0
+    lab_q, lab_g = lab_q[pos], labels[pos]
+    n_rel = np.bincount(lab_q, minlength=nq).astype(np.float64)
+    ideal_order = np.lexsort((-lab_g, lab_q))
+    lab_q, lab_g = lab_q[ideal_order], lab_g[ideal_order].astype(np.float64)
+    ideal_starts = np.concatenate(([0], np.cumsum(np.bincount(lab_q, minlength=nq))[:-1]))
+    ideal_rank = np.arange(len(lab_q), dtype=np.int64) - ideal_starts[lab_q]
+
+    max_rank = int(max(rank.max(initial=0), ideal_rank.max(initial=0))) + 1
+    discount = np.log2(np.arange(max_rank, dtype=np.float64) + 2.0)
+    dcg_terms = np.where(rel, g / discount[rank], 0.0)
+    idcg_terms = lab_g / discount[ideal_rank]
+    has_rel = n_rel > 0
+    safe_n_rel = np.where(has_rel, n_rel, 1.0)
+
+    columns: list[np.ndarray] = []
+    ndcg_cols: list[np.ndarray] = []
+    recall_cols: list[np.ndarray] = []
+    for k in ks:
+        # bincount adds in rank order within a query, the same order as trec_eval's loop.
+        cut = rank < k
+        dcg = np.bincount(qidx[cut], weights=dcg_terms[cut], minlength=nq)
+        icut = ideal_rank < k
+        idcg = np.bincount(lab_q[icut], weights=idcg_terms[icut], minlength=nq)
+        ndcg_cols.append(np.where(idcg > 0, dcg / np.where(idcg > 0, idcg, 1.0), 0.0))
+        hits = np.bincount(qidx[cut & rel], minlength=nq).astype(np.float64)
+        recall_cols.append(np.where(has_rel, hits / safe_n_rel, 0.0))
+    columns.extend(ndcg_cols)
+    columns.extend(recall_cols)
+
+    # MRR: the first relevant rank per query (entries are grouped by query, rank ascending).
+    rel_q = qidx[rel]
+    first_q, first_pos = np.unique(rel_q, return_index=True)
+    mrr = np.zeros(nq, dtype=np.float64)
+    mrr[first_q] = 1.0 / (rank[rel][first_pos] + 1.0)
+    columns.append(mrr)
+
+    # MAP: precision at each relevant rank, summed in rank order, over all relevant docs.
+    rel_cum = np.cumsum(rel.astype(np.int64))
+    rel_before = np.concatenate(([0], rel_cum))[np.repeat(starts, run_len)]
+    prec = (rel_cum - rel_before).astype(np.float64) / (rank + 1.0)
+    ap_sum = np.bincount(qidx[rel], weights=prec[rel], minlength=nq)
+    columns.append(np.where(has_rel, ap_sum / safe_n_rel, 0.0))
+
+    table = np.column_stack(columns).tolist()
+    return {q: dict(zip(names, row)) for q, row in zip(qids, table)}
+
+
+def _as_int_labels(values: list) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "iub":
+        bad = next((v for v in values if isinstance(v, bool) or not isinstance(v, (int, np.integer))), values[0])
+        raise DataError(
+            f"qrels relevance labels must be integers (as pytrec_eval requires), got {bad!r} "
+            f"of type {type(bad).__name__}; convert labels with int() when building qrels."
+        )
+    return arr.astype(np.int64)
+
+
+def _as_float32_scores(scores: Iterable[float], count: int) -> np.ndarray:
+    try:
+        arr = np.fromiter(scores, dtype=np.float64, count=count)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"run scores must be numbers; could not convert them to float: {exc}.") from exc
+    if np.isnan(arr).any():
+        raise DataError("run scores contain NaN; NaN has no rank. Remove or replace those entries.")
+    # trec_eval keeps scores as C float: rounding here makes near-equal doubles tie as there.
+    return arr.astype(np.float32)
+
+
+def _desc_score_key(score32: np.ndarray) -> np.ndarray:
+    """uint32 keys whose ascending order is the float32 scores' descending order."""
+    # +0.0 folds -0.0 into +0.0: trec_eval compares with `>`/`<`, so the two zeros tie.
+    bits = (score32 + np.float32(0.0)).view(np.uint32)
+    ascending = np.where(bits >> 31 == 0, bits | np.uint32(0x80000000), ~bits)
+    return ~ascending
+
+
+def _trec_order(qidx: np.ndarray, score32: np.ndarray, doc_ids: Callable[[], list[str]]) -> np.ndarray:
+    """Permutation sorting entries by query, then score descending, then doc id descending."""
+    # One integer key (query, score) sorts far faster than a multi-key lexsort.
+    key = (qidx.astype(np.uint64) << np.uint64(32)) | _desc_score_key(score32).astype(np.uint64)
+    order = np.argsort(key, kind="stable")
+    if len(order) < 2:
+        return order
+    sorted_key = key[order]
+    tie = sorted_key[1:] == sorted_key[:-1]
+    if not tie.any():
+        return order
+    # Only entries sharing (query, score) need the string comparison, and they sit in
+    # contiguous runs of the sorted order: re-sort just those positions by doc id descending.
+    in_tie = np.zeros(len(order), dtype=bool)
+    in_tie[1:] |= tie
+    in_tie[:-1] |= tie
+    pos = np.flatnonzero(in_tie)
+    tied = order[pos]
+    docs = doc_ids()  # built only here: most runs have no ties
+    tied_ids = np.empty(len(tied), dtype=object)
+    tied_ids[:] = [docs[i] for i in tied]
+    _, id_rank = np.unique(tied_ids, return_inverse=True)
+    sub = np.lexsort((-id_rank.reshape(-1), sorted_key[pos]))
+    order[pos] = tied[sub]
+    return order
+
+
+def mean_metrics(per_query: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """Mean of each metric over the queries (the metric set must be the same for every query)."""
+    if not per_query:
+        raise DataError("mean_metrics got no queries; evaluate a run that shares queries with the qrels.")
+    rows = list(per_query.values())
+    names = list(rows[0])
+    for q, row in per_query.items():
+        if set(row) != set(names):
+            raise DataError(f"query {q!r} has metrics {sorted(row)}, expected {sorted(names)}; evaluate all queries alike.")
+    return {m: float(np.mean([row[m] for row in rows])) for m in names}
+
+
+def macro_average(
+    per_task: Mapping[str, Mapping[str, float]], weights: Mapping[str, float] | None = None
+) -> dict[str, float]:
+    """Mean of each metric over tasks: unweighted, or weighted by `weights[task]` (e.g. query counts)."""
+    if not per_task:
+        raise DataError("macro_average got no tasks; pass at least one task's mean metrics.")
+    tasks = list(per_task)
+    names = list(per_task[tasks[0]])
+    for t in tasks:
+        if set(per_task[t]) != set(names):
+            raise DataError(f"task {t!r} has metrics {sorted(per_task[t])}, expected {sorted(names)}.")
+    if weights is None:
+        w = np.ones(len(tasks), dtype=np.float64)
+    else:
+        missing = [t for t in tasks if t not in weights]
+        if missing:
+            raise ParamsError(f"weights lack tasks {missing}; give a weight for every task in per_task.")
+        w = np.array([float(weights[t]) for t in tasks], dtype=np.float64)
+        if (w < 0).any() or not np.isfinite(w).all() or w.sum() <= 0:
+            raise ParamsError(f"weights must be finite, non-negative and not all zero, got {dict(zip(tasks, w.tolist()))}.")
+    return {m: float(np.dot(w, [per_task[t][m] for t in tasks]) / w.sum()) for m in names}
+
+
+def aggregate_by_domain(
+    per_task_metrics: Mapping[str, Mapping[str, float]],
+    task_domain: Mapping[str, str],
+    n_queries: Mapping[str, int] | None = None,
+) -> dict[str, object]:
+    """Per-domain and overall task averages of per-task mean metrics.
+
+    Returns `{"domains": {domain: {metric: macro mean over the domain's tasks}},
+    "n_tasks": {domain: count}, "macro": {metric: unweighted mean over all tasks},
+    "weighted": {metric: mean weighted by n_queries} or None when n_queries is None}`.
+    Domains are sorted by name. `macro` is ERA's average; `weighted` is MAIR's official one.
+    """
+    unknown = [t for t in per_task_metrics if t not in task_domain]
+    if unknown:
+        raise ParamsError(f"tasks {unknown} have no domain in task_domain; add them to the task -> domain map.")
+    by_domain: dict[str, dict[str, Mapping[str, float]]] = {}
+    for t, m in per_task_metrics.items():
+        by_domain.setdefault(task_domain[t], {})[t] = m
+    domains = {d: macro_average(by_domain[d]) for d in sorted(by_domain)}
+    return {
+        "domains": domains,
+        "n_tasks": {d: len(by_domain[d]) for d in sorted(by_domain)},
+        "macro": macro_average(per_task_metrics),
+        "weighted": None if n_queries is None else macro_average(per_task_metrics, weights=n_queries),
+    }

@@ -1,0 +1,346 @@
+"""The parameter schema of every notebook, and the one place that validates parameters.
+
+Each notebook's tagged ``parameters`` cell declares exactly the names of its schema here (a test
+checks this with ``papermill.inspect_notebook``). Validation runs before any encoding or training:
+from the Makefile (``python -m era_core.params check``) and again as the first cell after the
+parameters, so values injected with ``papermill -p`` are checked too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from era_core.errors import EraError, ParamsError
+
+METHODS = ("era", "label_only", "alignment_only", "small_adapter")
+INSTRUCTION_SETTINGS = ("on", "off")
+ALIGN_LOSSES = ("cosine", "mse", "smooth_l1")
+ALIGN_INITS = ("default", "ridge")
+NEG_STRATEGIES = ("random", "naive_topk", "topk_percpos")
+SCHEDULES = ("reference", "warmup_linear", "constant")
+DEVICES = ("cpu", "cuda", "auto")
+DTYPES = ("float32", "float16", "bfloat16", "auto")
+BENCHMARKS = ("offline", "offline-smoke", "mair")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One declared parameter: its type, default and an optional value check."""
+
+    type: type
+    default: Any
+    check: Callable[[str, Any], None] | None = None
+    help: str = ""
+
+
+# ---------------------------------------------------------------- value checks
+
+
+def _choice(allowed: tuple[str, ...]) -> Callable[[str, Any], None]:
+    def check(name: str, value: Any) -> None:
+        if value not in allowed:
+            raise ParamsError(f"parameter {name}={value!r} is not allowed; allowed values: {', '.join(allowed)}")
+
+    return check
+
+
+def _csv_choice(allowed: tuple[str, ...]) -> Callable[[str, Any], None]:
+    def check(name: str, value: Any) -> None:
+        items = split_csv(value)
+        if not items:
+            raise ParamsError(f"parameter {name} is empty; give a comma-separated list of: {', '.join(allowed)}")
+        bad = [v for v in items if v not in allowed]
+        if bad:
+            raise ParamsError(f"parameter {name} has unknown value(s) {bad}; allowed values: {', '.join(allowed)}")
+
+    return check
+
+
+def _ratio(name: str, value: Any) -> None:
+    if not 0.0 < float(value) <= 1.0:
+        raise ParamsError(f"parameter {name}={value!r} must be a ratio in (0, 1]")
+
+
+def _ratio_list(name: str, value: Any) -> None:
+    items = split_csv(value)
+    if not items:
+        raise ParamsError(f"parameter {name} is empty; give comma-separated ratios such as '0.1,0.2,0.4'")
+    for item in items:
+        try:
+            r = float(item)
+        except ValueError:
+            raise ParamsError(f"parameter {name} has {item!r}, which is not a number; example: '0.1,0.2,0.4'") from None
+        _ratio(name, r)
+
+
+def _int_list(name: str, value: Any) -> None:
+    items = split_csv(value)
+    if not items:
+        raise ParamsError(f"parameter {name} is empty; give comma-separated integers such as '42,43,44'")
+    for item in items:
+        try:
+            int(item)
+        except ValueError:
+            raise ParamsError(f"parameter {name} has {item!r}, which is not an integer; example: '42,43,44'") from None
+
+
+def _positive(name: str, value: Any) -> None:
+    if value <= 0:
+        raise ParamsError(f"parameter {name}={value!r} must be > 0")
+
+
+def _non_negative(name: str, value: Any) -> None:
+    if value < 0:
+        raise ParamsError(f"parameter {name}={value!r} must be >= 0")
+
+
+def _model(name: str, value: Any) -> None:
+    from era_core.encoders import REGISTRY
+
+    if value not in REGISTRY:
+        raise ParamsError(f"parameter {name}={value!r} is not a known model; allowed values: {', '.join(REGISTRY)}")
+
+
+def _model_list(name: str, value: Any) -> None:
+    for item in split_csv(value):
+        _model(name, item)
+
+
+def split_csv(value: Any) -> list[str]:
+    """Split a comma-separated parameter string into stripped, non-empty items."""
+    return [v.strip() for v in str(value).split(",") if v.strip()]
+
+
+# ---------------------------------------------------------------- parameter groups
+
+COMMON = {
+    "seed": Param(int, 42, _non_negative, "seed for Python, NumPy and torch"),
+    "benchmark": Param(str, "offline-smoke", _choice(BENCHMARKS), "which benchmark to load"),
+    "tasks": Param(str, "all", None, "'all' or comma-separated task names"),
+    "large_model": Param(str, "minilm-l6", _model, "query-side (large) encoder key"),
+    "small_model": Param(str, "minilm-l3-onnx", _model, "document-side (small) encoder key"),
+    "max_length": Param(int, 128, _positive, "token truncation length for both encoders"),
+    "batch_size": Param(int, 32, _positive, "encoding batch size"),
+    "device": Param(str, "cpu", _choice(DEVICES), "torch device for encoding and training"),
+    "dtype": Param(str, "float32", _choice(DTYPES), "encoder precision (fp32 on CPU)"),
+    "progress": Param(bool, True, None, "show progress bars"),
+}
+ALIGN = {
+    "align_samples_per_task": Param(int, 1000, _positive, "Phase 1 documents sampled per task"),
+    "align_eval_ratio": Param(float, 0.1, _ratio, "Phase 1 hold-out share"),
+    "align_loss": Param(str, "cosine", _choice(ALIGN_LOSSES), "Phase 1 loss"),
+    "align_lr": Param(float, 1e-3, _positive, "Phase 1 learning rate"),
+    "align_weight_decay": Param(float, 0.01, _non_negative, "Phase 1 weight decay"),
+    "align_batch_size": Param(int, 256, _positive, "Phase 1 batch size"),
+    "align_epochs": Param(int, 20, _non_negative, "Phase 1 epochs"),
+    "align_init": Param(str, "default", _choice(ALIGN_INITS), "Phase 1 start: PyTorch default init or closed-form ridge"),
+}
+LABEL = {
+    "val_ratio": Param(float, 0.1, _ratio, "validation share of each task's labelled queries"),
+    "eval_ratio": Param(float, 0.5, _ratio, "test share of each task's labelled queries"),
+    "label_lr": Param(float, 1e-4, _positive, "Phase 2 learning rate"),
+    "label_weight_decay": Param(float, 1e-4, _non_negative, "Phase 2 weight decay"),
+    "label_batch_size": Param(int, 256, _positive, "Phase 2 batch size"),
+    "label_epochs": Param(int, 100, _positive, "Phase 2 maximum epochs (also the schedule's budget)"),
+    "label_patience": Param(int, 5, _positive, "early-stopping patience in epochs"),
+    "label_schedule": Param(str, "reference", _choice(SCHEDULES), "Phase 2 learning-rate schedule"),
+    "warmup_ratio": Param(float, 0.1, _non_negative, "warm-up share of the step budget"),
+    "temperature": Param(float, 0.05, _positive, "InfoNCE temperature"),
+    "num_negatives": Param(int, 5, _positive, "negatives per training query"),
+    "negative_strategy": Param(str, "topk_percpos", _choice(NEG_STRATEGIES), "negative mining strategy"),
+    "hard_negative_top_k": Param(int, 2000, _positive, "candidate pool for hard negatives"),
+    "hard_negative_margin": Param(float, 0.95, _ratio, "negatives must score below margin x positive"),
+    "in_batch_negatives": Param(bool, False, None, "also use in-batch negatives (off in the reference)"),
+}
+SWEEP = {
+    "methods": Param(str, "era,label_only,alignment_only,small_adapter", _csv_choice(METHODS), "methods to train"),
+    "train_ratios": Param(str, "0.1,0.4", _ratio_list, "comma-separated train ratios"),
+    "seeds": Param(str, "42", _int_list, "comma-separated seeds (seed 42 is the reference's split)"),
+    "instruction_settings": Param(str, "on", _csv_choice(INSTRUCTION_SETTINGS), "query instructions on, off or both"),
+}
+PROTOCOL = {
+    "methods": Param(str, "era", _csv_choice(METHODS), "methods to train"),
+    "train_ratio": Param(float, 0.4, _ratio, "train ratio of the training tasks"),
+    "seeds": Param(str, "42", _int_list, "comma-separated seeds"),
+    "use_instructions": Param(bool, True, None, "query instructions on"),
+    "domains": Param(str, "all", None, "'all' or comma-separated domains to hold out / train on"),
+}
+
+SCHEMAS: dict[str, dict[str, Param]] = {
+    "00_quickstart": {
+        **{k: COMMON[k] for k in ("seed", "benchmark", "large_model", "small_model", "max_length", "device", "dtype")},
+        "task": Param(str, "", None, "task to search ('' = first task of the benchmark)"),
+        "query": Param(str, "", None, "query text ('' = a test query of the task)"),
+        "adapter_dir": Param(str, "results/adapters/era", None, "folder of a released adapter (relative to the repo root)"),
+        "top_k": Param(int, 10, _positive, "documents shown per method"),
+    },
+    "01_zero_shot": {
+        **COMMON,
+        "extra_models": Param(str, "", _model_list, "other encoders scored zero-shot (comma-separated keys)"),
+        "instruction_settings": SWEEP["instruction_settings"],
+        "seeds": SWEEP["seeds"],
+        "eval_ratio": LABEL["eval_ratio"],
+    },
+    "02_alignment": {**COMMON, **ALIGN},
+    "03_training": {**COMMON, **ALIGN, **LABEL, **SWEEP},
+    "04_lodo": {**COMMON, **ALIGN, **LABEL, **PROTOCOL},
+    "05_domain_specific": {**COMMON, **ALIGN, **LABEL, **PROTOCOL},
+    "06_figures": {
+        "bar_ratio": Param(float, 0.4, _ratio, "train ratio shown in the per-domain bar chart"),
+        "main_instructions": Param(str, "on", _choice(INSTRUCTION_SETTINGS), "instruction setting of the main table"),
+    },
+}
+
+
+def _type_ok(expected: type, value: Any) -> bool:
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
+
+
+def validate(notebook: str, values: dict[str, Any], *, partial: bool = False) -> dict[str, Any]:
+    """Check parameter names, types and values for ``notebook``; return the full, typed parameter dict.
+
+    ``values`` may be a notebook's ``globals()``: only declared names are read from it. With
+    ``partial=True`` (a params file) unknown keys are errors and missing keys take their defaults.
+    """
+    if notebook not in SCHEMAS:
+        raise ParamsError(f"unknown notebook {notebook!r}; known notebooks: {', '.join(SCHEMAS)}")
+    schema = SCHEMAS[notebook]
+    if partial:
+        unknown = sorted(set(values) - set(schema))
+        if unknown:
+            raise ParamsError(
+                f"unknown parameter(s) {unknown} for notebook {notebook}; allowed parameters: {', '.join(schema)}"
+            )
+    out: dict[str, Any] = {}
+    for name, spec in schema.items():
+        value = values.get(name, spec.default)
+        if not _type_ok(spec.type, value):
+            raise ParamsError(
+                f"parameter {name}={value!r} has type {type(value).__name__}; {notebook} expects {spec.type.__name__}"
+            )
+        if spec.type is float:
+            value = float(value)
+        if spec.check is not None:
+            spec.check(name, value)
+        out[name] = value
+    _check_cross(notebook, out)
+    return out
+
+
+def _check_cross(notebook: str, p: dict[str, Any]) -> None:
+    ratios = [float(r) for r in split_csv(p["train_ratios"])] if "train_ratios" in p else []
+    if "train_ratio" in p:
+        ratios.append(p["train_ratio"])
+    if "val_ratio" in p:
+        for r in ratios:
+            total = r + p["val_ratio"] + p["eval_ratio"]
+            if total > 1 + 1e-9:
+                raise ParamsError(
+                    f"train_ratio {r} + val_ratio {p['val_ratio']} + eval_ratio {p['eval_ratio']} = {total:g} > 1; "
+                    "lower the train ratio (with the defaults val 0.1 and eval 0.5 the largest is 0.4)"
+                )
+    if "benchmark" in p and "tasks" in p:
+        resolve_tasks(p["benchmark"], p["tasks"])
+    if "domains" in p:
+        resolve_domains(p["benchmark"], p["tasks"], p["domains"], notebook)
+
+
+def resolve_tasks(benchmark: str, tasks: str) -> list[str]:
+    """Turn the ``tasks`` parameter into a list of task names, checked against the benchmark's task table."""
+    from era_core.data import list_tasks
+
+    table = list_tasks(benchmark)
+    if tasks.strip() == "all":
+        return list(table)
+    names = split_csv(tasks)
+    if not names:
+        raise ParamsError(f"the task list is empty; give 'all' or comma-separated task names of {benchmark}")
+    unknown = [t for t in names if t not in table]
+    if unknown:
+        raise ParamsError(f"unknown task(s) {unknown} in benchmark {benchmark}; allowed values: {', '.join(table)}")
+    return names
+
+
+def resolve_domains(benchmark: str, tasks: str, domains: str, notebook: str = "") -> list[str]:
+    """Turn the ``domains`` parameter into the list of domains that have tasks in the selection."""
+    from era_core.data import DOMAINS, list_tasks
+
+    table = list_tasks(benchmark)
+    selected = resolve_tasks(benchmark, tasks)
+    present = [d for d in DOMAINS if any(table[t] == d for t in selected)]
+    if domains.strip() == "all":
+        chosen = present
+    else:
+        chosen = split_csv(domains)
+        bad = [d for d in chosen if d not in DOMAINS]
+        if bad:
+            raise ParamsError(f"unknown domain(s) {bad}; allowed values: {', '.join(DOMAINS)}")
+        empty = [d for d in chosen if d not in present]
+        if empty:
+            raise ParamsError(
+                f"domain(s) {empty} have no tasks in the selected tasks of {benchmark}; domains with tasks: {', '.join(present)}"
+            )
+    if notebook == "04_lodo" and len(present) < 2:
+        raise ParamsError(f"leave-one-domain-out needs tasks from at least 2 domains; the selection has {present}")
+    if not chosen:
+        raise ParamsError(f"no domain has tasks in the selection of {benchmark}")
+    return chosen
+
+
+def load_params_file(path: Path | str, notebook: str) -> dict[str, Any]:
+    """Read a papermill YAML parameter file and validate it for ``notebook``."""
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"parameter file {path} does not exist; create it or pick a profile under params/")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"parameter file {path} is not valid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ParamsError(f"parameter file {path} must hold a mapping of name: value, not {type(data).__name__}")
+    try:
+        return validate(notebook, data, partial=True)
+    except ParamsError as exc:
+        raise ParamsError(f"{path}: {exc}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: ``python -m era_core.params check FILE NOTEBOOK`` validates a params file before any work."""
+    parser = argparse.ArgumentParser(prog="python -m era_core.params", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    check = sub.add_parser("check", help="validate a papermill parameter file for a notebook")
+    check.add_argument("file", help="params/<profile>/<notebook>.yaml")
+    check.add_argument("notebook", help="notebook name, e.g. 03_training")
+    show = sub.add_parser("show", help="list a notebook's parameters with defaults")
+    show.add_argument("notebook")
+    args = parser.parse_args(argv)
+    try:
+        if args.cmd == "check":
+            load_params_file(args.file, args.notebook)
+            print(f"ok: {args.file} is valid for {args.notebook}")
+        else:
+            schema = SCHEMAS.get(args.notebook)
+            if schema is None:
+                raise ParamsError(f"unknown notebook {args.notebook!r}; known notebooks: {', '.join(SCHEMAS)}")
+            for name, spec in schema.items():
+                print(f"{name}: {spec.type.__name__} = {spec.default!r}  # {spec.help}")
+    except EraError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

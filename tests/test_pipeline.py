@@ -1,0 +1,76 @@
+"""End to end: `make paper PROFILE=smoke` builds every artefact, is incremental and byte-reproducible."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from era_core import paths
+
+pytestmark = pytest.mark.slow
+
+TABLES = ["main.csv", "main.md", "main.tex", "lodo.csv", "domain_specific.csv", "zero_shot.csv"]
+FIGS = ["ndcg_vs_ratio.pdf", "domain_bars.pdf", "lodo.pdf", "domain_transfer.pdf", "alignment_curves.pdf",
+        "cost_quality.pdf"]
+RESULTS = ["zero_shot.json", "alignment.json", "training.json", "lodo.json", "domain_specific.json", "datasheet.md"]
+
+
+def make(target: str, out: Path, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
+    cmd = ["make", target, "PROFILE=smoke", f"RES={out}/results", f"FIG={out}/figures", *extra]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ERA_")}
+    proc = subprocess.run(cmd, cwd=paths.ROOT, capture_output=True, text=True, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    a, b = tmp_path_factory.mktemp("run_a"), tmp_path_factory.mktemp("run_b")
+    make("paper", a)
+    make("paper", b)
+    return a, b
+
+
+def test_every_artefact_exists(two_runs):
+    a, _ = two_runs
+    for name in RESULTS:
+        assert (a / "results" / name).is_file(), name
+    for name in TABLES:
+        assert (a / "results" / "tables" / name).is_file(), name
+    for name in FIGS:
+        pdf = a / "figures" / name
+        assert pdf.is_file() and pdf.read_bytes().startswith(b"%PDF"), name
+    runs = list((a / "results" / "runs" / "in_domain").glob("*/summary.json"))
+    assert runs and all((r.parent / "era_meta.json").is_file() for r in runs)
+    assert (a / "results" / "executed" / "00_quickstart.ipynb").is_file()
+
+
+def test_second_make_is_a_no_op(two_runs):
+    a, _ = two_runs
+    assert make("paper", a, "-q", check=False).returncode == 0
+
+
+def test_editing_figures_params_reruns_only_figures(two_runs):
+    a, _ = two_runs
+    plan = make("paper", a, "-n", "-W", "params/smoke/06_figures.yaml").stdout
+    assert "06_figures" in plan
+    for nb in ("01_zero_shot", "02_alignment", "03_training", "04_lodo", "05_domain_specific"):
+        assert f"notebooks/{nb}.ipynb" not in plan
+
+
+def test_two_clean_runs_are_byte_identical(two_runs):
+    a, b = two_runs
+    ra, rb = a / "results", b / "results"
+    files = sorted(p.relative_to(ra) for p in ra.rglob("*") if p.is_file()
+                   and p.suffix in (".json", ".csv", ".md", ".tex") and "timing" not in p.parts and "executed" not in p.parts)
+    assert files
+    different = [str(f) for f in files if (ra / f).read_bytes() != (rb / f).read_bytes()]
+    assert not different, different
+    for name in FIGS:
+        assert (a / "figures" / name).read_bytes() == (b / "figures" / name).read_bytes(), name
+        assert b"CreationDate" not in (a / "figures" / name).read_bytes()
+
