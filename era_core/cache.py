@@ -237,7 +237,9 @@ def _compute(
         start, stop = i * shard_size, min(n, (i + 1) * shard_size)
         if _valid_shard(edir, i, start, stop, dim) is not None:
             continue  # committed by an earlier (killed) run
-        vecs = np.asarray(encoder.encode(texts[start:stop], batch_size=batch_size, progress=progress))
+        # One bar is enough: the shard bar when there are several shards, else the encoder's.
+        inner = progress and n_shards == 1
+        vecs = np.asarray(encoder.encode(texts[start:stop], batch_size=batch_size, progress=inner))
         if vecs.shape != (stop - start, dim):
             raise CacheError(
                 f"model {encoder.key!r} returned shape {vecs.shape} for shard {i} (rows {start}:{stop}); "

@@ -699,13 +699,12 @@ class Encoder:
                 f"ONNX model {self.key!r} could not be loaded from {self.location}: {type(exc).__name__}: {exc}"
             ) from None
         self._onnx_inputs = [i.name for i in session.get_inputs()]
-        # Token states: the rank-3 float output whose last axis is the model dim (or symbolic).
-        outs = [
-            o
-            for o in session.get_outputs()
-            if o.type == "tensor(float)" and len(o.shape) == 3 and not isinstance(o.shape[-1], int)
-            or o.type == "tensor(float)" and len(o.shape) == 3 and o.shape[-1] == self.dim
-        ]
+        def is_token_states(o: Any) -> bool:
+            # Rank-3 float output whose last axis is the model dim (or left symbolic).
+            last = o.shape[-1] if len(o.shape) == 3 else None
+            return o.type == "tensor(float)" and len(o.shape) == 3 and (last == self.dim or not isinstance(last, int))
+
+        outs = [o for o in session.get_outputs() if is_token_states(o)]
         if not outs:
             raise ModelUnavailableError(
                 f"ONNX model {self.key!r} has no [batch, seq, {self.dim}] float output; outputs: "
@@ -740,6 +739,11 @@ class Encoder:
             batch = {k: v.to(self.device) for k, v in batch.items()}
             hidden = self._model(**batch).last_hidden_state
             mask = batch["attention_mask"]
+        if hidden.shape[-1] != self.dim:
+            raise ModelUnavailableError(
+                f"model {self.key!r} at {self.location} produces {hidden.shape[-1]}-d vectors but the "
+                f"registry says {self.dim}; the weights are not the registered model"
+            )
         pooled = pool(hidden.float(), mask, self.pooling)
         return F.normalize(pooled, p=2, dim=-1).cpu().numpy().astype(np.float32, copy=False)
 

@@ -80,6 +80,8 @@ def run_from_topk(
         if q in run:
             raise DataError(f"duplicate qid {q!r}; query ids must be unique.")
         run[q] = dict(zip(row_ids, row_scores))
+        if len(run[q]) != len(row_ids):
+            raise DataError(f"query {q!r} retrieved duplicate doc ids; corpus doc ids must be unique.")
     return run
 
 
@@ -129,24 +131,29 @@ def _check_norms(norms: np.ndarray, what: str) -> None:
         )
 
 
-def _unit_rows(x: np.ndarray, what: str) -> np.ndarray:
-    if x.shape[0] == 0:
-        return x
-    norms = _row_norms(x)
+def _norms_to_apply(x: np.ndarray, what: str) -> np.ndarray | None:
+    """Exact row norms when rows must be rescaled, None when they are already unit norm."""
+    # A float32 pass (no temporaries) settles the usual already-normalised case cheaply.
+    quick = np.sqrt(np.einsum("ij,ij->i", x, x))
+    if np.isfinite(quick).all() and np.abs(quick - 1.0).max(initial=0.0) <= NORM_TOLERANCE:
+        return None
+    norms = _row_norms(x)  # float64: no overflow/underflow surprises, exact cosine
     _check_norms(norms, what)
-    if np.abs(norms - 1.0).max() <= NORM_TOLERANCE:
-        return x
-    return (x / norms[:, None]).astype(np.float32)
+    if np.abs(norms - 1.0).max(initial=0.0) <= NORM_TOLERANCE:
+        return None
+    return norms
+
+
+def _unit_rows(x: np.ndarray, what: str) -> np.ndarray:
+    norms = _norms_to_apply(x, what)
+    return x if norms is None else (x / norms[:, None]).astype(np.float32)
 
 
 def _inverse_norms(corpus: np.ndarray) -> np.ndarray | None:
     """Per-document 1/norm to scale score columns, or None when all rows are unit norm."""
-    norms = _row_norms(corpus)
-    _check_norms(norms, "corpus")
-    if np.abs(norms - 1.0).max() <= NORM_TOLERANCE:
-        return None
+    norms = _norms_to_apply(corpus, "corpus")
     # Scaling score columns gives exact cosine without copying a large corpus.
-    return (1.0 / norms).astype(np.float32)
+    return None if norms is None else (1.0 / norms).astype(np.float32)
 
 
 class _NumpyScorer:
@@ -230,7 +237,7 @@ class _TorchScorer:
             block *= self.scale
         n_cols = block.shape[1]
         if threshold is not None:
-            cut = torch.from_numpy(threshold).to("cuda")
+            cut = torch.from_numpy(np.ascontiguousarray(threshold)).to("cuda")
             if int((block >= cut[:, None]).sum()) > 4 * k * block.shape[0] and n_cols > k:
                 cut = torch.maximum(torch.topk(block, k, dim=1).values[:, -1], cut)
         elif n_cols > k:

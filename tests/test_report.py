@@ -298,7 +298,7 @@ def test_lodo_needs_matching_in_domain_runs_and_off_view_works(tmp_path):
     for run in lodo["runs"]:
         run["train_ratio"] = 0.3
     write_json(results / "lodo.json", lodo)
-    with pytest.raises(EraError, match=r"in-domain era run at train_ratio=0\.3.*03_training"):
+    with pytest.raises(EraError, match=r"in-domain label_only run at train_ratio=0\.3.*has only.*0\.4.*03_training"):
         report.lodo_table(results)
 
     report.main_table(results, main_instructions="off")
