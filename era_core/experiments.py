@@ -539,7 +539,7 @@ def quickstart_compare(setup: Setup, *, task: str, query: str, adapter_dir: str,
     else:
         qid = test_qids([unit], 42)[unit.name][0]
         query, instruction, qrels = unit.queries[qid], unit.instructions.get(qid, ""), unit.qrels[qid]
-    folder = Path(adapter_dir)
+    folder = Path(adapter_dir) if adapter_dir else paths.RESULTS / "adapters" / "era"
     folder = folder if folder.is_absolute() else paths.ROOT / folder
     if not folder.exists():
         raise EraError(f"no adapter at {folder}; run `make paper` (03_training exports one) or set adapter_dir")

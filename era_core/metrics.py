@@ -260,7 +260,9 @@ def mean_metrics(per_query: Mapping[str, Mapping[str, float]]) -> dict[str, floa
     names = list(rows[0])
     for q, row in per_query.items():
         if set(row) != set(names):
-            raise DataError(f"query {q!r} has metrics {sorted(row)}, expected {sorted(names)}; evaluate all queries alike.")
+            raise DataError(
+                f"query {q!r} has metrics {sorted(row)}, expected {sorted(names)}; evaluate all queries alike."
+            )
     return {m: float(np.mean([row[m] for row in rows])) for m in names}
 
 
@@ -283,7 +285,9 @@ def macro_average(
             raise ParamsError(f"weights lack tasks {missing}; give a weight for every task in per_task.")
         w = np.array([float(weights[t]) for t in tasks], dtype=np.float64)
         if (w < 0).any() or not np.isfinite(w).all() or w.sum() <= 0:
-            raise ParamsError(f"weights must be finite, non-negative and not all zero, got {dict(zip(tasks, w.tolist()))}.")
+            raise ParamsError(
+                f"weights must be finite, non-negative and not all zero, got {dict(zip(tasks, w.tolist()))}."
+            )
     return {m: float(np.dot(w, [per_task[t][m] for t in tasks]) / w.sum()) for m in names}
 
 

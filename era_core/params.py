@@ -175,7 +175,7 @@ SCHEMAS: dict[str, dict[str, Param]] = {
         **{k: COMMON[k] for k in ("seed", "benchmark", "large_model", "small_model", "max_length", "device", "dtype")},
         "task": Param(str, "", None, "task to search ('' = first task of the benchmark)"),
         "query": Param(str, "", None, "query text ('' = a test query of the task)"),
-        "adapter_dir": Param(str, "results/adapters/era", None, "folder of a released adapter (relative to the repo root)"),
+        "adapter_dir": Param(str, "", None, "folder of a released adapter ('' = <results>/adapters/era; relative paths start at the repo root)"),
         "top_k": Param(int, 10, _positive, "documents shown per method"),
     },
     "01_zero_shot": {

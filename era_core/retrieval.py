@@ -46,7 +46,8 @@ def topk_search(
     scorer = _TorchScorer(q_unit) if device == "cuda" else _NumpyScorer(q_unit)
     # Corpus chunks outermost: each chunk is read (or sent to the GPU) once for all queries.
     for c0 in range(0, n_docs, corpus_chunk):
-        scorer.load_corpus(corpus[c0 : c0 + corpus_chunk], None if doc_scale is None else doc_scale[c0 : c0 + corpus_chunk])
+        scale = None if doc_scale is None else doc_scale[c0 : c0 + corpus_chunk]
+        scorer.load_corpus(corpus[c0 : c0 + corpus_chunk], scale)
         for j, q0 in enumerate(q_starts):
             full = best_scores[j].shape[1] == k_eff
             threshold = best_scores[j][:, -1] if full else None
@@ -199,7 +200,7 @@ def _kth_lower_bound(block: np.ndarray, k: int) -> np.ndarray:
     A full per-row partition costs about as much as the matmul, so estimate the k-th value
     from a strided column sample, verify it by counting, and partition only rows that fail.
     """
-    n_rows, n_cols = block.shape
+    n_cols = block.shape[1]
     stride = n_cols // (8 * k)
     if stride < 4:
         return np.partition(block, n_cols - k, axis=1)[:, n_cols - k]

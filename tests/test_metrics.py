@@ -240,7 +240,11 @@ def test_many_seeded_random_cases_match_pytrec_eval():
 
 
 def test_mean_metrics():
-    per_query = {"a": {"ndcg@10": 1.0, "map": 0.5}, "b": {"ndcg@10": 0.0, "map": 0.25}, "c": {"ndcg@10": 0.5, "map": 0.0}}
+    per_query = {
+        "a": {"ndcg@10": 1.0, "map": 0.5},
+        "b": {"ndcg@10": 0.0, "map": 0.25},
+        "c": {"ndcg@10": 0.5, "map": 0.0},
+    }
     assert mean_metrics(per_query) == pytest.approx({"ndcg@10": 0.5, "map": 0.25}, abs=1e-15)
     with pytest.raises(DataError):
         mean_metrics({})
