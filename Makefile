@@ -86,7 +86,7 @@ NB_DEPS = notebooks/$(1).ipynb params/$(PROFILE)/$(1).yaml $(CORE)
 
 $(EXE)/01_zero_shot.ipynb: $(call NB_DEPS,01_zero_shot) | $(STAMP) $(MODEL_DEPS)
 	$(call run_notebook,01_zero_shot)
-$(EXE)/02_alignment.ipynb: $(call NB_DEPS,02_alignment) | $(STAMP) $(MODEL_DEPS)
+$(EXE)/02_alignment.ipynb: $(call NB_DEPS,02_alignment) $(EXE)/01_zero_shot.ipynb | $(STAMP) $(MODEL_DEPS)
 	$(call run_notebook,02_alignment)
 $(EXE)/03_training.ipynb: $(call NB_DEPS,03_training) $(EXE)/01_zero_shot.ipynb | $(STAMP) $(MODEL_DEPS)
 	$(call run_notebook,03_training)

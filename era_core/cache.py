@@ -294,8 +294,12 @@ def embed_texts(
     batch_size: int = 32,
     progress: bool = True,
     mmap: bool = False,
-) -> np.ndarray:
-    """Embeddings of ``texts`` from the cache, computing (and storing) them on a miss."""
+    lookup_only: bool = False,
+) -> np.ndarray | None:
+    """Embeddings of ``texts`` from the cache, computing (and storing) them on a miss.
+
+    With ``lookup_only=True`` a miss returns ``None`` instead of encoding (the model is never loaded).
+    """
     from filelock import FileLock
 
     if role not in ROLES:
@@ -338,6 +342,8 @@ def embed_texts(
         hit = _lookup(edir, expected, mmap)  # lock-free fast path: entries are immutable once written
         if hit is not None:
             return hit
+    if lookup_only:
+        return None
 
     edir.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(edir) + ".lock"):

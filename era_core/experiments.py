@@ -257,10 +257,14 @@ def alignment_pairs(units: list[Task], setup: Setup, samples_per_task: int, eval
 
     samples = alignment_sample([len(u.corpus) for u in units], samples_per_task, seed=seed)
     xs, ys = [], []
+    large = get_encoder(setup.large_model, setup)
     for unit, rows in tqdm(list(zip(units, samples)), desc="alignment sample", disable=not setup.progress):
         if not rows:
             continue
-        xs.append(embed_corpus(setup.large_model, unit, setup, rows=rows))
+        # When the zero-shot run already encoded this corpus with the large model, index it instead of
+        # encoding the sample again; otherwise only the sample goes through the large model.
+        full = embed_texts(large, list(unit.corpus.values()), role="document", lookup_only=True)
+        xs.append(full[rows] if full is not None else embed_corpus(setup.large_model, unit, setup, rows=rows))
         ys.append(embed_corpus(setup.small_model, unit, setup)[rows])
     x, y = np.concatenate(xs), np.concatenate(ys)
     tr, ev = alignment_holdout(len(x), eval_ratio, seed=seed)
@@ -395,7 +399,7 @@ class EmbeddingPool:
 
 def run_job(protocol: str, method: str, *, seed: int, train_ratio: float, use_instructions: bool,
             train_names: list[str], pool: EmbeddingPool, p: dict[str, Any], results: Path,
-            label: dict[str, Any] | None = None) -> dict[str, Any]:
+            label: dict[str, Any] | None = None, extra_meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train ``method`` on the units named ``train_names`` and score every unit of the pool; resumable.
 
     Returns the run's summary: two scopes, ``test`` (every unit on its test split, comparable across
@@ -415,7 +419,7 @@ def run_job(protocol: str, method: str, *, seed: int, train_ratio: float, use_in
     }
     cfg_key = config_hash(cfg_obj)
     instr = "on" if use_instructions else "off"
-    run_id = f"{method}__inst{instr}__train{train_ratio:g}__seed{seed}" + "".join(f"__{k}-{v}" for k, v in label.items())
+    run_id = _run_id(method, use_instructions, train_ratio, seed, label)
     folder = run_dir(results, protocol, run_id)
     done = run_is_done(folder, cfg_key)
     if done is not None:
@@ -452,50 +456,124 @@ def run_job(protocol: str, method: str, *, seed: int, train_ratio: float, use_in
             "protocol": summarise(per_query, unit_domain, keep_protocol),
         },
     }
-    meta.update({"config": cfg_obj, "config_key": cfg_key})
+    meta.update({"config": cfg_obj, "config_key": cfg_key, **(extra_meta or {})})
+    meta, timings = split_timing(meta)
     save_adapter(adapter, folder / "adapter.safetensors",
                  {"method": method, "large_model": setup.large_model, "small_model": setup.small_model,
                   "query_side": query_side})
     write_json(folder / "era_meta.json", meta)
-    write_json(results / "timing" / "runs" / protocol / f"{run_id}.json", {"train_elapsed_sec": elapsed})
+    write_json(results / "timing" / "runs" / protocol / f"{run_id}.json", {"train_elapsed_sec": elapsed, **timings})
     write_json(folder / "summary.json", summary)  # last: marks the run complete, so a killed run is redone
     return summary
 
 
+def split_timing(obj: Any) -> tuple[Any, dict[str, float]]:
+    """Remove wall-clock fields (``*elapsed_sec``) from a nested dict, returning (clean copy, {path: seconds}).
+
+    Timings live in ``results/timing/`` so that every other results file is byte-identical across runs.
+    """
+    found: dict[str, float] = {}
+
+    def walk(node: Any, path: str) -> Any:
+        if isinstance(node, dict):
+            out = {}
+            for k, v in node.items():
+                if isinstance(k, str) and k.endswith("elapsed_sec"):
+                    found[f"{path}{k}"] = v
+                else:
+                    out[k] = walk(v, f"{path}{k}.")
+            return out
+        if isinstance(node, list):
+            return [walk(v, f"{path}{i}.") for i, v in enumerate(node)]
+        return node
+
+    return walk(obj, ""), found
+
+
+def select_label_lr(pool: EmbeddingPool, p: dict[str, Any], results: Path, methods: list[str]) -> dict[str, Any]:
+    """Pick Phase 2's learning rate per method from ``label_lr_grid`` by the pooled validation loss.
+
+    Uses the smallest train ratio (or ``train_ratio``), the first seed and the first instruction
+    setting; the test split is never looked at. Returns ``{method: {"grid": {lr: val_loss}, "chosen": lr}}``.
+    """
+    grid = [float(x) for x in split_csv(p.get("label_lr_grid", ""))]
+    if not grid:
+        return {}
+    ratio = min(map(float, split_csv(p["train_ratios"]))) if "train_ratios" in p else p["train_ratio"]
+    seed = int(split_csv(p["seeds"])[0])
+    inst = split_csv(p.get("instruction_settings", "on" if p.get("use_instructions", True) else "off"))[0] == "on"
+    names = [u.name for u in pool.units]
+    out: dict[str, Any] = {}
+    for method in methods:
+        if method == "alignment_only":
+            continue
+        losses = {}
+        for lr in grid:
+            run_job("lr_selection", method, seed=seed, train_ratio=ratio, use_instructions=inst, train_names=names,
+                    pool=pool, p={**p, "label_lr": lr, "label_lr_grid": ""}, results=results, label={"lr": f"{lr:g}"})
+            meta = read_json(run_dir(results, "lr_selection", _run_id(method, inst, ratio, seed, {"lr": f"{lr:g}"})) / "era_meta.json")
+            val = (meta.get("label_result") or {}).get("best_val_loss")
+            if val is None:
+                raise EraError(f"cannot select label_lr for {method}: the runs have no validation queries; set label_lr_grid ''")
+            losses[f"{lr:g}"] = val
+        chosen = min(losses, key=lambda k: (losses[k], float(k)))
+        out[method] = {"grid": losses, "chosen": float(chosen), "train_ratio": ratio, "seed": seed,
+                       "instructions": "on" if inst else "off", "criterion": "best pooled validation InfoNCE loss"}
+    return out
+
+
+def _run_id(method: str, use_instructions: bool, train_ratio: float, seed: int, label: dict[str, Any]) -> str:
+    instr = "on" if use_instructions else "off"
+    return f"{method}__inst{instr}__train{train_ratio:g}__seed{seed}" + "".join(f"__{k}-{v}" for k, v in label.items())
+
+
+def method_params(p: dict[str, Any], method: str, selection: dict[str, Any]) -> dict[str, Any]:
+    """Parameters of one method, with the selected ``label_lr`` when a selection was made."""
+    if method in selection:
+        return {**p, "label_lr": selection[method]["chosen"], "label_lr_grid": ""}
+    return p
+
+
 def sweep(pool: EmbeddingPool, p: dict[str, Any], results: Path) -> list[dict[str, Any]]:
     """The in-domain experiment: every method × train ratio × instruction setting × seed, trained on all units."""
+    selection = select_label_lr(pool, p, results, split_csv(p["methods"]))
     names = [u.name for u in pool.units]
     jobs = [(m, r, s, i) for i in split_csv(p["instruction_settings"]) for s in map(int, split_csv(p["seeds"]))
             for r in map(float, split_csv(p["train_ratios"])) for m in split_csv(p["methods"])]
     out = []
     for method, ratio, seed, inst in tqdm(jobs, desc="sweep", disable=not pool.setup.progress):
-        ratio_used = ratio if method != "alignment_only" else ratio  # test split is ratio-independent anyway
-        out.append(run_job("in_domain", method, seed=seed, train_ratio=ratio_used, use_instructions=inst == "on",
-                           train_names=names, pool=pool, p=p, results=results))
+        summary = run_job("in_domain", method, seed=seed, train_ratio=ratio, use_instructions=inst == "on",
+                          train_names=names, pool=pool, p=method_params(p, method, selection), results=results,
+                          extra_meta={"label_lr_selection": selection.get(method)})
+        out.append({**summary, "label_lr_selection": selection.get(method)})
     return out
 
 
 def lodo(pool: EmbeddingPool, p: dict[str, Any], results: Path, domains: list[str]) -> list[dict[str, Any]]:
     """Leave-one-domain-out: for each held-out domain, train on the others and score everything."""
     out = []
+    selection = select_label_lr(pool, p, results, split_csv(p["methods"]))
     jobs = [(d, m, s) for d in domains for s in map(int, split_csv(p["seeds"])) for m in split_csv(p["methods"])]
     for held_out, method, seed in tqdm(jobs, desc="lodo", disable=not pool.setup.progress):
         names = [u.name for u in pool.units if u.domain != held_out]
         out.append(run_job("lodo", method, seed=seed, train_ratio=p["train_ratio"],
-                           use_instructions=p["use_instructions"], train_names=names, pool=pool, p=p,
-                           results=results, label={"held_out": held_out}))
+                           use_instructions=p["use_instructions"], train_names=names, pool=pool,
+                           p=method_params(p, method, selection), results=results, label={"held_out": held_out},
+                           extra_meta={"label_lr_selection": selection.get(method)}))
     return out
 
 
 def domain_specific(pool: EmbeddingPool, p: dict[str, Any], results: Path, domains: list[str]) -> list[dict[str, Any]]:
     """One adapter per domain, trained on that domain only and scored on every task."""
     out = []
+    selection = select_label_lr(pool, p, results, split_csv(p["methods"]))
     jobs = [(d, m, s) for d in domains for s in map(int, split_csv(p["seeds"])) for m in split_csv(p["methods"])]
     for domain, method, seed in tqdm(jobs, desc="domain-specific", disable=not pool.setup.progress):
         names = [u.name for u in pool.units if u.domain == domain]
         out.append(run_job("domain_specific", method, seed=seed, train_ratio=p["train_ratio"],
-                           use_instructions=p["use_instructions"], train_names=names, pool=pool, p=p,
-                           results=results, label={"train_domain": domain}))
+                           use_instructions=p["use_instructions"], train_names=names, pool=pool,
+                           p=method_params(p, method, selection), results=results, label={"train_domain": domain},
+                           extra_meta={"label_lr_selection": selection.get(method)}))
     return out
 
 

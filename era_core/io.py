@@ -11,17 +11,33 @@ from typing import Any, Callable
 import numpy as np
 
 
+def _process_umask() -> int:
+    """The process umask (read once: ``os.umask`` can only be read by setting it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_process_umask()
+
+
 def atomic_write(path: Path | str, writer: Callable[[Path], None]) -> Path:
     """Call ``writer(tmp_path)`` on a temporary file next to ``path``, fsync it, then rename it into place.
 
     A crash (or SIGKILL) at any point leaves either the old file or the new one, never a
-    truncated target.
+    truncated target. The temporary file is ``.<name>.<random>.tmp`` in the target's folder; a
+    SIGKILL can leave one behind (never under the target's name).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     tmp_path = Path(tmp)
+    try:
+        # mkstemp creates 0600 files; give the target the mode a plain open() would (0644 under
+        # the usual umask) so results, figures and shared caches stay readable by others.
+        os.fchmod(fd, _FILE_MODE)
+    finally:
+        os.close(fd)
     try:
         writer(tmp_path)
         with open(tmp_path, "rb+") as fh:

@@ -88,6 +88,15 @@ def _int_list(name: str, value: Any) -> None:
             raise ParamsError(f"parameter {name} has {item!r}, which is not an integer; example: '42,43,44'") from None
 
 
+def _float_list_or_empty(name: str, value: Any) -> None:
+    for item in split_csv(value):
+        try:
+            if float(item) <= 0:
+                raise ValueError
+        except ValueError:
+            raise ParamsError(f"parameter {name} has {item!r}; give positive numbers such as '1e-4,1e-3', or '' for none") from None
+
+
 def _positive(name: str, value: Any) -> None:
     if value <= 0:
         raise ParamsError(f"parameter {name}={value!r} must be > 0")
@@ -143,6 +152,8 @@ LABEL = {
     "val_ratio": Param(float, 0.1, _ratio, "validation share of each task's labelled queries"),
     "eval_ratio": Param(float, 0.5, _ratio, "test share of each task's labelled queries"),
     "label_lr": Param(float, 1e-4, _positive, "Phase 2 learning rate"),
+    "label_lr_grid": Param(str, "", _float_list_or_empty,
+                           "if set, pick label_lr per method from these values by validation loss ('' = use label_lr)"),
     "label_weight_decay": Param(float, 1e-4, _non_negative, "Phase 2 weight decay"),
     "label_batch_size": Param(int, 256, _positive, "Phase 2 batch size"),
     "label_epochs": Param(int, 100, _positive, "Phase 2 maximum epochs (also the schedule's budget)"),

@@ -29,7 +29,7 @@ from .common import Caps, SourceTask, assemble
 #: Bump when any builder's output changes; it names the output folder.
 OFFLINE_VERSION = 1
 
-DEFAULT_CAPS = Caps(max_queries=500, max_docs=1500, max_per_doc=2, max_words=300)
+DEFAULT_CAPS = Caps(max_queries=300, max_docs=600, max_per_doc=2, max_words=300)
 SMOKE_CAPS = Caps(max_queries=150, max_docs=400, max_per_doc=2, max_words=300)
 
 

@@ -1,0 +1,117 @@
+"""The protocol layer: aggregation, shared test splits, resumable runs, timing kept apart, lr selection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from era_core import experiments as ex
+from era_core.cache import embed_texts
+from era_core.io import read_json
+from era_core.params import SCHEMAS, validate
+from era_core.splits import split_queries
+
+
+def test_summarise_macro_and_query_weighted():
+    per_query = {
+        "A": {"q1": {"ndcg@10": 1.0}, "q2": {"ndcg@10": 0.0}},          # task A (code): mean 0.5 over 2 queries
+        "B/s1": {"q1": {"ndcg@10": 1.0}},                                  # task B (web) has two sub-splits
+        "B/s2": {"q1": {"ndcg@10": 0.0}, "q9": {"ndcg@10": 0.0}, "q3": {"ndcg@10": 1.0}},
+    }
+    domains = {"A": "code", "B/s1": "web", "B/s2": "web"}
+    s = ex.summarise(per_query, domains)
+    assert s["per_task"]["A"]["ndcg@10"] == pytest.approx(0.5)
+    assert s["per_task"]["B"]["ndcg@10"] == pytest.approx(0.5)        # 2 of 4 queries across sub-splits
+    assert s["n_queries"] == {"A": 2, "B": 4}
+    assert s["overall"]["ndcg@10"] == pytest.approx(0.5)
+    assert s["per_domain"]["web"]["ndcg@10"] == pytest.approx(0.5)
+    kept = ex.summarise(per_query, domains, {"A": ["q1"], "B/s1": ["q1"], "B/s2": []})
+    assert kept["per_task"]["A"]["ndcg@10"] == 1.0 and kept["n_queries"] == {"A": 1, "B": 1}
+    assert kept["overall_query_weighted"]["ndcg@10"] == pytest.approx(1.0)
+
+
+def test_split_timing_moves_every_elapsed_field():
+    clean, timings = ex.split_timing({"a": 1, "elapsed_sec": 3.0, "x": [{"total_elapsed_sec": 2, "k": 1}]})
+    assert clean == {"a": 1, "x": [{"k": 1}]}
+    assert timings == {"elapsed_sec": 3.0, "x.0.total_elapsed_sec": 2}
+
+
+class _Unit:
+    def __init__(self, name, qids):
+        self.name, self.qids = name, qids
+
+
+def test_test_split_is_the_reference_split_for_every_ratio():
+    qids = [f"q{i}" for i in range(37)]
+    got = ex.test_qids([_Unit("t", qids)], seed=7)["t"]
+    for r in (0.05, 0.1, 0.2, 0.4):
+        assert got == split_queries(qids, r, 0.1, 0.5, seed=7)[2]
+
+
+@pytest.fixture(scope="module")
+def smoke_pool():
+    p = validate("03_training", {k: v.default for k, v in SCHEMAS["03_training"].items()}
+                 | {"large_model": "minilm-l3-onnx", "small_model": "minilm-l3-onnx", "progress": False,
+                    "align_epochs": 3, "label_epochs": 6, "tasks": "HPO-Synonyms,SymPy-API"})
+    setup = ex.Setup.from_params(p)
+    return ex.EmbeddingPool(setup, ex.load_units(setup)), p
+
+
+def test_run_job_writes_meta_and_summary_and_resumes(smoke_pool, tmp_path, monkeypatch):
+    pool, p = smoke_pool
+    names = [u.name for u in pool.units]
+    first = ex.run_job("in_domain", "era", seed=42, train_ratio=0.2, use_instructions=True,
+                       train_names=names, pool=pool, p=p, results=tmp_path)
+    folder = ex.run_dir(tmp_path, "in_domain", "era__inston__train0.2__seed42")
+    meta = read_json(folder / "era_meta.json")
+    assert "elapsed" not in (folder / "era_meta.json").read_text()           # timings live in results/timing
+    assert list((tmp_path / "timing").rglob("*.json"))
+    assert meta["label_result"]["eval_query_ids_per_task"]
+    # the test split the adapter was scored on is the evaluator's split of the same seed
+    for name, test in meta["label_result"]["eval_query_ids_per_task"].items():
+        te = next(t for t in pool.get(True) if t.name == name)
+        assert test == split_queries(te.qids, 0.2, p["val_ratio"], p["eval_ratio"], seed=42)[2]
+    assert set(first["scopes"]["test"]["per_task"]) == {"HPO-Synonyms", "SymPy-API"}
+
+    def boom(*a, **k):
+        raise AssertionError("a finished run must not be retrained")
+
+    monkeypatch.setattr(ex, "train_method", boom)
+    again = ex.run_job("in_domain", "era", seed=42, train_ratio=0.2, use_instructions=True,
+                       train_names=names, pool=pool, p=p, results=tmp_path)
+    assert again == first
+
+
+def test_failed_training_writes_nothing(smoke_pool, tmp_path, monkeypatch):
+    from era_core.errors import TrainingError
+
+    pool, p = smoke_pool
+
+    def diverge(*a, **k):
+        raise TrainingError("label phase: loss is nan at epoch 1, step 1")
+
+    monkeypatch.setattr(ex, "train_method", diverge)
+    with pytest.raises(TrainingError):
+        ex.run_job("in_domain", "label_only", seed=1, train_ratio=0.1, use_instructions=True,
+                   train_names=[u.name for u in pool.units], pool=pool, p=p, results=tmp_path)
+    assert not list(tmp_path.rglob("summary.json")) and not list(tmp_path.rglob("*.safetensors"))
+
+
+def test_lr_selection_uses_validation_loss_only(smoke_pool, tmp_path):
+    pool, p = smoke_pool
+    q = {**p, "label_lr_grid": "1e-5,1e-3", "seeds": "42", "train_ratios": "0.2"}
+    sel = ex.select_label_lr(pool, q, tmp_path, ["era", "alignment_only"])
+    assert set(sel) == {"era"}
+    grid = sel["era"]["grid"]
+    assert set(grid) == {"1e-05", "0.001"}
+    assert sel["era"]["chosen"] == float(min(grid, key=grid.get))
+
+
+def test_alignment_reuses_the_large_models_corpus_cache(smoke_pool):
+    pool, _ = smoke_pool
+    unit = pool.units[0]
+    enc = ex.get_encoder(pool.setup.large_model, pool.setup)
+    full = embed_texts(enc, list(unit.corpus.values()), role="document", progress=False)
+    x, y, xe, ye = ex.alignment_pairs([unit], pool.setup, samples_per_task=50, eval_ratio=0.1, seed=42)
+    stacked = np.concatenate([x, xe])
+    assert all(np.isclose(np.abs(full @ row).max(), 1.0, atol=1e-5) for row in stacked)
