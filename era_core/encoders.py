@@ -789,6 +789,10 @@ def load_encoder(
     progress: bool = True,
 ) -> Encoder:
     """Resolve and fingerprint a registry model's weights without loading the model."""
+    from era_core.api_encoder import API_MODELS, load_api_encoder  # API models have no weights to resolve
+
+    if key in API_MODELS:
+        return load_api_encoder(key, device=device, dtype=dtype, max_length=max_length, threads=threads)  # type: ignore[return-value]
     if key not in REGISTRY:
         raise ModelUnavailableError(
             f"unknown model key {key!r}; registry keys: {', '.join(sorted(REGISTRY))}"

@@ -28,7 +28,7 @@ from era_core.data import DOMAINS, Task, load_tasks
 from era_core.errors import EraError, ParamsError
 from era_core.io import dumps_json, read_json, write_json
 from era_core.metrics import evaluate
-from era_core.params import resolve_tasks, split_csv
+from era_core.params import parse_pairs, resolve_tasks, split_csv
 from era_core.retrieval import run_from_topk, topk_search
 from era_core.splits import split_queries
 
@@ -87,7 +87,8 @@ def get_encoder(key: str, setup: Setup) -> Any:
     """Return a (lazily loaded, memoised) encoder: building it never loads the weights."""
     from era_core.encoders import load_encoder
 
-    dtype = None if setup.dtype in ("auto", "float32") and setup.device == "cpu" else setup.dtype
+    # "auto" lets the encoder pick (fp32 on CPU, bf16/fp16 on CUDA per its registry entry).
+    dtype = None if setup.dtype == "auto" or (setup.dtype == "float32" and setup.device == "cpu") else setup.dtype
     memo = (key, setup.device, dtype, setup.max_length)
     if memo not in _ENCODERS:
         _ENCODERS[memo] = load_encoder(key, device=setup.device, dtype=dtype, max_length=setup.max_length)
@@ -296,6 +297,19 @@ def label_config(p: dict[str, Any], train_ratio: float, seed: int, device: str):
     )
 
 
+#: Modules whose code decides a trained adapter or its scores; their source is part of every run key,
+#: so editing them reruns the affected runs instead of serving stale results.
+_CODE_MODULES = ("adapter", "negatives", "train", "splits", "retrieval", "metrics", "experiments")
+
+
+def code_version() -> str:
+    """Hash of the sources that produce adapters and scores (part of run and Phase 1 cache keys)."""
+    h = hashlib.sha256()
+    for name in _CODE_MODULES:
+        h.update((Path(__file__).parent / f"{name}.py").read_bytes())
+    return h.hexdigest()[:16]
+
+
 def _encoder_identity(setup: Setup) -> dict[str, Any]:
     return {
         "large": get_encoder(setup.large_model, setup).cache_fields(),
@@ -309,7 +323,7 @@ def train_alignment_cached(units: list[Task], setup: Setup, cfg) -> tuple[Any, d
     from era_core.train import train_alignment
 
     key_obj = {"phase": "alignment", "config": asdict(cfg), "units": [u.name for u in units],
-               "benchmark": setup.benchmark, "encoders": _encoder_identity(setup)}
+               "benchmark": setup.benchmark, "encoders": _encoder_identity(setup), "code": code_version()}
     key_obj["config"].pop("device", None)
     key = config_hash(key_obj)
     folder = paths.ADAPTER_CACHE / "alignment" / key
@@ -415,7 +429,7 @@ def run_job(protocol: str, method: str, *, seed: int, train_ratio: float, use_in
         "instructions": use_instructions, "train_units": train_names, "eval_units": [u.name for u in pool.units],
         "params": {k: v for k, v in p.items() if k not in ("progress", "seeds", "methods", "train_ratios",
                                                            "instruction_settings", "domains", "device")},
-        "encoders": _encoder_identity(setup), **label,
+        "encoders": _encoder_identity(setup), "code": code_version(), **label,
     }
     cfg_key = config_hash(cfg_obj)
     instr = "on" if use_instructions else "off"
@@ -639,3 +653,44 @@ def quickstart_compare(setup: Setup, *, task: str, query: str, adapter_dir: str,
     frame = pd.DataFrame(columns, index=pd.RangeIndex(1, len(next(iter(columns.values()))) + 1, name="rank"))
     info = f"task {unit.name} ({unit.domain}); query: {query!r}; instruction: {instruction!r}"
     return frame, info
+
+
+def encoder_pair_study(p: dict[str, Any], results: Path) -> list[dict[str, Any]]:
+    """The paper's encoder-pair experiment in small: zero-shot of both models and trained methods, per pair.
+
+    Returns one row per pair × instruction setting × seed × method × ratio with the overall and
+    per-domain nDCG@10 on the test split, plus the zero-shot rows (``method`` = ``zero_shot_small``
+    / ``zero_shot_large``) on the same split.
+    """
+    rows: list[dict[str, Any]] = []
+    seeds = [int(s) for s in split_csv(p["seeds"])]
+    for large, small in parse_pairs(p["pairs"]):
+        setup = Setup.from_params({**p, "large_model": large, "small_model": small})
+        pool = EmbeddingPool(setup, load_units(setup))
+        unit_domain = {u.name: u.domain for u in pool.units}
+        pair = f"{large}>{small}"
+        for inst in split_csv(p["instruction_settings"]):
+            on = inst == "on"
+            embs = pool.get(on)
+            for seed in seeds:
+                keep = test_qids(embs, seed, p["val_ratio"], p["eval_ratio"])
+                for role, key in (("zero_shot_small", small), ("zero_shot_large", large)):
+                    per_query = {}
+                    for unit, te in zip(pool.units, embs):
+                        q = te.q_small if role == "zero_shot_small" else te.q_large
+                        d = te.docs_small if role == "zero_shot_small" else embed_corpus(key, unit, setup)
+                        per_query[te.name] = score_unit(q, d, te.qids, te.doc_ids, te.qrels)
+                    s = summarise(per_query, unit_domain, keep)
+                    rows.append({"pair": pair, "instructions": inst, "seed": seed, "method": role, "train_ratio": None,
+                                 "overall": s["overall"]["ndcg@10"],
+                                 "per_domain": {d: v["ndcg@10"] for d, v in s["per_domain"].items()}})
+                for method in split_csv(p["methods"]):
+                    for ratio in map(float, split_csv(p["train_ratios"])):
+                        s = run_job("encoder_pairs", method, seed=seed, train_ratio=ratio, use_instructions=on,
+                                    train_names=[u.name for u in pool.units], pool=pool, p={**p, "large_model": large,
+                                    "small_model": small}, results=results, label={"pair": pair.replace(">", "-to-")})
+                        t = s["scopes"]["test"]
+                        rows.append({"pair": pair, "instructions": inst, "seed": seed, "method": method,
+                                     "train_ratio": ratio, "overall": t["overall"]["ndcg@10"],
+                                     "per_domain": {d: v["ndcg@10"] for d, v in t["per_domain"].items()}})
+    return rows

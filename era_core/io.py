@@ -33,12 +33,12 @@ def atomic_write(path: Path | str, writer: Callable[[Path], None]) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     tmp_path = Path(tmp)
     try:
-        # mkstemp creates 0600 files; give the target the mode a plain open() would (0644 under
-        # the usual umask) so results, figures and shared caches stay readable by others.
-        os.fchmod(fd, _FILE_MODE)
-    finally:
-        os.close(fd)
-    try:
+        try:
+            # mkstemp creates 0600 files; give the target the mode a plain open() would (0644
+            # under the usual umask) so results, figures and shared caches stay readable by others.
+            os.fchmod(fd, _FILE_MODE)
+        finally:
+            os.close(fd)
         writer(tmp_path)
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())

@@ -119,6 +119,25 @@ def _model_list(name: str, value: Any) -> None:
         _model(name, item)
 
 
+def parse_pairs(value: str, name: str = "pairs") -> list[tuple[str, str]]:
+    """Parse ``'large>small,large>small'`` into (large, small) registry-key pairs."""
+    from era_core.encoders import REGISTRY
+
+    pairs = []
+    for item in split_csv(value):
+        large, sep, small = (x.strip() for x in item.partition(">"))
+        if not sep or large not in REGISTRY or small not in REGISTRY:
+            raise ParamsError(f"parameter {name} has {item!r}; write 'large>small' with keys from: {', '.join(REGISTRY)}")
+        pairs.append((large, small))
+    if not pairs:
+        raise ParamsError(f"parameter {name} is empty; give e.g. 'mpnet-base>minilm-l3-onnx'")
+    return pairs
+
+
+def _pairs(name: str, value: Any) -> None:
+    parse_pairs(value, name)
+
+
 def split_csv(value: Any) -> list[str]:
     """Split a comma-separated parameter string into stripped, non-empty items."""
     return [v.strip() for v in str(value).split(",") if v.strip()]
@@ -200,6 +219,15 @@ SCHEMAS: dict[str, dict[str, Param]] = {
     "03_training": {**COMMON, **ALIGN, **LABEL, **SWEEP},
     "04_lodo": {**COMMON, **ALIGN, **LABEL, **PROTOCOL},
     "05_domain_specific": {**COMMON, **ALIGN, **LABEL, **PROTOCOL},
+    "07_encoder_pairs": {
+        **{k: v for k, v in COMMON.items() if k not in ("large_model", "small_model")},
+        "pairs": Param(str, "minilm-l6>minilm-l3-onnx", _pairs, "encoder pairs 'large>small', comma-separated"),
+        **ALIGN, **LABEL,
+        "methods": Param(str, "era,small_adapter", _csv_choice(METHODS), "methods to train per pair"),
+        "train_ratios": SWEEP["train_ratios"],
+        "seeds": SWEEP["seeds"],
+        "instruction_settings": SWEEP["instruction_settings"],
+    },
     "06_figures": {
         "bar_ratio": Param(float, 0.4, _ratio, "train ratio shown in the per-domain bar chart"),
         "main_instructions": Param(str, "on", _choice(INSTRUCTION_SETTINGS), "instruction setting of the main table"),

@@ -53,7 +53,7 @@ def export_release(run: Path, out: Path) -> Path:
     card = model_card(run)
     adapter = load_adapter(run / "adapter.safetensors", expected_in_dim=card["query_dim"], expected_out_dim=card["doc_dim"])
     AdaptedQueryEncoder.save_adapter_folder(out, adapter, query_model=card["query_model"], doc_model=card["doc_model"],
-                                            instruction_template=card["instruction_template"])
+                                            instruction_template=card["instruction_template"], card=card)
     write_json(out / "model_card.json", card)
     lines = [f"# ERA adapter: {card['query_model']} → {card['doc_model']}", "",
              f"Maps {card['query_dim']}-d query vectors of `{card['query_model_hub_id']}` into the "

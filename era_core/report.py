@@ -69,6 +69,7 @@ INPUTS = {
     "training": ("training.json", "03_training"),
     "lodo": ("lodo.json", "04_lodo"),
     "domain_specific": ("domain_specific.json", "05_domain_specific"),
+    "encoder_pairs": ("encoder_pairs.json", "07_encoder_pairs"),
 }
 
 # Fixed rc settings so the PDFs depend on nothing but the data: TrueType (Type 42) fonts,
@@ -94,7 +95,8 @@ _VALUE_COLS = [f"{HEADLINE}_mean", f"{HEADLINE}_std", "n_seeds"]
 # ---------------------------------------------------------------- loading
 
 _REQUIRED_KEYS = {"zero_shot": ("setup", "models", "records"),
-                  "alignment": ("history", "eval_cosine", "ridge_eval_cosine")}
+                  "alignment": ("history", "eval_cosine", "ridge_eval_cosine"),
+                  "encoder_pairs": ("rows",)}
 
 
 def load_results(kind: str, results: Path | str = paths.RESULTS) -> dict[str, Any]:
@@ -893,6 +895,7 @@ def make_all(results: Path | str = paths.RESULTS, figures: Path | str = paths.FI
         ("zero_shot_table", lambda: zero_shot_table(results)),
         ("lodo_table", lambda: lodo_table(results, main_instructions)),
         ("domain_specific_table", lambda: domain_specific_table(results, main_instructions)),
+        ("encoder_pairs_table", lambda: encoder_pairs_table(results)),
         ("ndcg_vs_ratio", lambda: figure_ndcg_vs_ratio(results, figures, main_instructions)),
         ("domain_bars", lambda: figure_domain_bars(results, figures, bar_ratio, main_instructions)),
         ("instructions", lambda: figure_instructions(results, figures, bar_ratio)),
@@ -915,3 +918,27 @@ def make_all(results: Path | str = paths.RESULTS, figures: Path | str = paths.FI
     if skipped:
         print(f"report: built {len(written)} of {len(jobs)} outputs; {len(skipped)} skipped (see above)")
     return written
+
+
+def encoder_pairs_frame(results: Path | str = paths.RESULTS) -> pd.DataFrame:
+    """Encoder-pair study: overall nDCG@10 per pair × instructions × method × ratio, mean ± std over seeds,
+    and the difference to the pair's zero-shot small→small on the same test split (mean over seeds)."""
+    data = load_results("encoder_pairs", results)
+    df = pd.DataFrame(data["rows"])
+    small = df[df["method"] == "zero_shot_small"].set_index(["pair", "instructions", "seed"])["overall"]
+    df["delta_vs_small"] = [o - small[(p, i, s)] for p, i, s, o in zip(df["pair"], df["instructions"], df["seed"], df["overall"])]
+    g = df.groupby(["pair", "instructions", "method", "train_ratio"], sort=False, dropna=False)
+    out = g.agg(ndcg_mean=("overall", "mean"), ndcg_std=("overall", "std"), delta_mean=("delta_vs_small", "mean"),
+                delta_std=("delta_vs_small", "std"), n_seeds=("seed", "nunique")).reset_index()
+    return out.rename(columns={"ndcg_mean": "ndcg@10_mean", "ndcg_std": "ndcg@10_std"})
+
+
+def encoder_pairs_table(results: Path | str = paths.RESULTS) -> list[Path]:
+    """Write ``tables/encoder_pairs.{csv,md}`` and return the paths."""
+    df = encoder_pairs_frame(results)
+    tables = Path(results) / "tables"
+    md = df.copy()
+    for col in ("ndcg@10_mean", "ndcg@10_std", "delta_mean", "delta_std"):
+        md[col] = md[col].map(lambda v: "" if pd.isna(v) else f"{v:+.3f}" if col.startswith("delta") else f"{v:.3f}")
+    return [_write_csv(df, tables / "encoder_pairs.csv"),
+            atomic_write_text(tables / "encoder_pairs.md", md.to_markdown(index=False) + "\n")]

@@ -12,15 +12,18 @@ from era_core import paths
 
 pytestmark = pytest.mark.slow
 
-TABLES = ["main.csv", "main.md", "main.tex", "lodo.csv", "domain_specific.csv", "zero_shot.csv"]
+TABLES = ["main.csv", "main.md", "main.tex", "lodo.csv", "domain_specific.csv", "zero_shot.csv", "encoder_pairs.csv"]
 FIGS = ["ndcg_vs_ratio.pdf", "domain_bars.pdf", "lodo.pdf", "domain_transfer.pdf", "alignment_curves.pdf",
         "cost_quality.pdf"]
-RESULTS = ["zero_shot.json", "alignment.json", "training.json", "lodo.json", "domain_specific.json", "datasheet.md"]
+RESULTS = ["zero_shot.json", "alignment.json", "training.json", "lodo.json", "domain_specific.json", "encoder_pairs.json",
+           "datasheet.md"]
 
 
-def make(target: str, out: Path, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
+def make(target: str, out: Path, *extra: str, check: bool = True, cache: Path | None = None) -> subprocess.CompletedProcess:
     cmd = ["make", target, "PROFILE=smoke", f"RES={out}/results", f"FIG={out}/figures", *extra]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ERA_")}
+    if cache is not None:
+        env["ERA_CACHE_DIR"] = str(cache)
     proc = subprocess.run(cmd, cwd=paths.ROOT, capture_output=True, text=True, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
@@ -31,7 +34,9 @@ def make(target: str, out: Path, *extra: str, check: bool = True) -> subprocess.
 def two_runs(tmp_path_factory):
     a, b = tmp_path_factory.mktemp("run_a"), tmp_path_factory.mktemp("run_b")
     make("paper", a)
-    make("paper", b)
+    # The second run starts from a clean state too: its own empty cache, so encoding, the benchmark
+    # build and Phase 1 are all redone and compared.
+    make("paper", b, cache=tmp_path_factory.mktemp("cache_b"))
     return a, b
 
 
@@ -58,7 +63,7 @@ def test_editing_figures_params_reruns_only_figures(two_runs):
     a, _ = two_runs
     plan = make("paper", a, "-n", "-W", "params/smoke/06_figures.yaml").stdout
     assert "06_figures" in plan
-    for nb in ("01_zero_shot", "02_alignment", "03_training", "04_lodo", "05_domain_specific"):
+    for nb in ("01_zero_shot", "02_alignment", "03_training", "04_lodo", "05_domain_specific", "07_encoder_pairs"):
         assert f"notebooks/{nb}.ipynb" not in plan
 
 
@@ -66,7 +71,7 @@ def test_two_clean_runs_are_byte_identical(two_runs):
     a, b = two_runs
     ra, rb = a / "results", b / "results"
     files = sorted(p.relative_to(ra) for p in ra.rglob("*") if p.is_file()
-                   and p.suffix in (".json", ".csv", ".md", ".tex") and "timing" not in p.parts and "executed" not in p.parts)
+                   and p.suffix in (".json", ".csv", ".md", ".tex", ".safetensors") and "timing" not in p.parts and "executed" not in p.parts)
     assert files
     different = [str(f) for f in files if (ra / f).read_bytes() != (rb / f).read_bytes()]
     assert not different, different
