@@ -33,7 +33,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -60,6 +60,7 @@ REQUIRED_FIELDS = (
     "search_vs_numpy_ratio",
     "search_vs_faiss_ratio",
     "search_peak_rss_mb_1m",
+    "search_memory_docs",
     "metrics_vs_pytrec_ratio",
     "metrics_max_abs_diff",
     "phase1_steps_per_s",
@@ -209,7 +210,8 @@ def environment_info(threads: int) -> dict[str, Any]:
         except md.PackageNotFoundError:
             versions[dist] = None
     pools = [
-        {k: p.get(k) for k in ("user_api", "internal_api", "num_threads", "version", "threading_layer", "architecture")}
+        {**{k: p.get(k) for k in ("user_api", "internal_api", "prefix", "num_threads", "version", "threading_layer",
+                                  "architecture")}, "library": Path(p.get("filepath") or "?").name}
         for p in threadpool_info()
     ]
     try:
@@ -519,6 +521,7 @@ def bench_search(sizes: BenchSizes, threads: int, *, progress: bool = False) -> 
         "search_vs_numpy_ratio": largest["vs_numpy_ratio"],
         "search_vs_faiss_ratio": largest["vs_faiss_ratio"],
         "search_peak_rss_mb_1m": mem["peak_rss_mb"],
+        "search_memory_docs": mem["docs"],  # 1M in the full run; smaller with --quick
     }
     out["ratio_size"] = largest["docs"]
     out["ok"] = ok
@@ -978,12 +981,15 @@ def render_markdown(report: dict[str, Any]) -> str:
         sc = report["scaling"]
         lines += ["", f"**Scaling** (figure `{report.get('figure', 'bench_scaling.pdf')}`): encode slope "
                   f"{_fmt(sc['encode']['slope'])} over {[p['n'] for p in sc['encode']['points']]} passages; search "
-                  f"slope {_fmt(sc['search']['slope'])} over {[p['n'] for p in sc['search']['points']]} documents."]
+                  f"slope {_fmt(sc['search']['slope'])} over {[p['n'] for p in sc['search']['points']]} documents"
+                  + "".join(f"; {k} sizes skipped for the time budget: {sc[k]['skipped_for_budget']}"
+                            for k in ("encode", "search") if sc[k].get("skipped_for_budget")) + "."]
     errors = {k: v["error"] for k, v in sec.items() if v.get("error")}
     if errors:
         lines += ["", "## Correctness failures", ""] + [f"- {k}: {v}" for k, v in errors.items()]
     lines += ["", "BLAS / OpenMP pools: " + "; ".join(
-        f"{p['internal_api']} {p['version']} ({p['num_threads']} threads)" for p in env["threadpools"]
+        f"{p['library']}: {p['internal_api']} {p['version'] or ''} ({p['num_threads']} threads)"
+        for p in env["threadpools"]
     ), ""]
     return "\n".join(lines)
 

@@ -306,3 +306,24 @@ def test_lodo_needs_matching_in_domain_runs_and_off_view_works(tmp_path):
     era = [r for r in rows if r[:2] == ["ERA", "0.4"]][0]
     # Instructions off are 0.02 lower: 0.482 - 0.02 in academic.
     assert era[header.index("academic")].startswith(r"\textbf{0.462")
+
+
+def test_encoder_pairs_table_deltas_are_against_the_pairs_own_small_model(tmp_path):
+    from era_core.io import write_json
+
+    rows = []
+    for seed, small, era in ((1, 0.40, 0.50), (2, 0.42, 0.48)):
+        rows += [
+            {"pair": "L>S", "instructions": "on", "seed": seed, "method": "zero_shot_small", "train_ratio": None,
+             "overall": small, "per_domain": {}},
+            {"pair": "L>S", "instructions": "on", "seed": seed, "method": "era", "train_ratio": 0.4,
+             "overall": era, "per_domain": {}},
+        ]
+    write_json(tmp_path / "encoder_pairs.json", {"rows": rows})
+    df = report.encoder_pairs_frame(tmp_path)
+    era = df[df["method"] == "era"].iloc[0]
+    assert era["ndcg@10_mean"] == pytest.approx(0.49)
+    assert era["delta_mean"] == pytest.approx(((0.50 - 0.40) + (0.48 - 0.42)) / 2)
+    assert era["n_seeds"] == 2
+    paths_written = report.encoder_pairs_table(tmp_path)
+    assert all(p.is_file() for p in paths_written)
