@@ -694,3 +694,22 @@ def encoder_pair_study(p: dict[str, Any], results: Path) -> list[dict[str, Any]]
                                      "train_ratio": ratio, "overall": t["overall"]["ndcg@10"],
                                      "per_domain": {d: v["ndcg@10"] for d, v in t["per_domain"].items()}})
     return rows
+
+
+def random_adapter_baseline(pool: EmbeddingPool, p: dict[str, Any]) -> list[dict[str, Any]]:
+    """A randomly initialised, untrained adapter on the large query vectors: the floor every trained method must beat."""
+    from era_core.adapter import LinearAdapter
+    from era_core.seeding import seed_everything
+
+    out = []
+    unit_domain = {u.name: u.domain for u in pool.units}
+    for inst in split_csv(p["instruction_settings"]):
+        embs = pool.get(inst == "on")
+        for seed in map(int, split_csv(p["seeds"])):
+            seed_everything(seed)
+            adapter = LinearAdapter(embs[0].q_large.shape[1], embs[0].docs_small.shape[1])
+            per_query = apply_and_score(adapter, embs, query_side="large", unit_domain=unit_domain)
+            keep = test_qids(embs, seed, p["val_ratio"], p["eval_ratio"])
+            out.append({"method": "random_adapter", "instructions": inst, "seed": seed,
+                        "scopes": {"test": summarise(per_query, unit_domain, keep)}})
+    return out

@@ -64,7 +64,7 @@ def export_release(run: Path, out: Path) -> Path:
              f"- query template: `{card['instruction_template']!r}`",
              f"- test nDCG@10 (macro over tasks): {card['test_metrics_overall']['ndcg@10']:.4f}", "",
              "```python", "from era_core.adapter import AdaptedQueryEncoder",
-             f"enc = AdaptedQueryEncoder.from_pretrained({str(out)!r})", "vectors = enc.encode(['my query'])", "```", ""]
+             "enc = AdaptedQueryEncoder.from_pretrained('path/to/this/folder')", "vectors = enc.encode(['my query'])", "```", ""]
     atomic_write_text(out / "README.md", "\n".join(lines))
     return out
 

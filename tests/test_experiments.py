@@ -115,3 +115,14 @@ def test_alignment_reuses_the_large_models_corpus_cache(smoke_pool):
     x, y, xe, ye = ex.alignment_pairs([unit], pool.setup, samples_per_task=50, eval_ratio=0.1, seed=42)
     stacked = np.concatenate([x, xe])
     assert all(np.isclose(np.abs(full @ row).max(), 1.0, atol=1e-5) for row in stacked)
+
+
+def test_random_adapter_floor_is_far_below_zero_shot(smoke_pool):
+    pool, p = smoke_pool
+    floor = ex.random_adapter_baseline(pool, {**p, "seeds": "1,2", "instruction_settings": "on"})
+    assert [r["seed"] for r in floor] == [1, 2]
+    embs = pool.get(True)
+    unit_domain = {u.name: u.domain for u in pool.units}
+    zero = ex.summarise(ex.apply_and_score(None, embs, query_side="small", unit_domain=unit_domain),
+                        unit_domain, ex.test_qids(embs, 1))
+    assert floor[0]["scopes"]["test"]["overall"]["ndcg@10"] < 0.5 * zero["overall"]["ndcg@10"]
