@@ -17,7 +17,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -563,32 +563,29 @@ def sweep(pool: EmbeddingPool, p: dict[str, Any], results: Path) -> list[dict[st
     return out
 
 
-def lodo(pool: EmbeddingPool, p: dict[str, Any], results: Path, domains: list[str]) -> list[dict[str, Any]]:
-    """Leave-one-domain-out: for each held-out domain, train on the others and score everything."""
+def _per_domain(protocol: str, pool: EmbeddingPool, p: dict[str, Any], results: Path, domains: list[str],
+                label_key: str, trains_on: Callable[[str, str], bool]) -> list[dict[str, Any]]:
+    """One adapter per (domain, method, seed), trained on the units ``trains_on(unit_domain, domain)`` selects."""
     out = []
     selection = select_label_lr(pool, p, results, split_csv(p["methods"]))
     jobs = [(d, m, s) for d in domains for s in map(int, split_csv(p["seeds"])) for m in split_csv(p["methods"])]
-    for held_out, method, seed in tqdm(jobs, desc="lodo", disable=not pool.setup.progress):
-        names = [u.name for u in pool.units if u.domain != held_out]
-        out.append(run_job("lodo", method, seed=seed, train_ratio=p["train_ratio"],
+    for domain, method, seed in tqdm(jobs, desc=protocol, disable=not pool.setup.progress):
+        names = [u.name for u in pool.units if trains_on(u.domain, domain)]
+        out.append(run_job(protocol, method, seed=seed, train_ratio=p["train_ratio"],
                            use_instructions=p["use_instructions"], train_names=names, pool=pool,
-                           p=method_params(p, method, selection), results=results, label={"held_out": held_out},
+                           p=method_params(p, method, selection), results=results, label={label_key: domain},
                            extra_meta={"label_lr_selection": selection.get(method)}))
     return out
+
+
+def lodo(pool: EmbeddingPool, p: dict[str, Any], results: Path, domains: list[str]) -> list[dict[str, Any]]:
+    """Leave-one-domain-out: for each held-out domain, train on the others and score everything."""
+    return _per_domain("lodo", pool, p, results, domains, "held_out", lambda unit_d, d: unit_d != d)
 
 
 def domain_specific(pool: EmbeddingPool, p: dict[str, Any], results: Path, domains: list[str]) -> list[dict[str, Any]]:
     """One adapter per domain, trained on that domain only and scored on every task."""
-    out = []
-    selection = select_label_lr(pool, p, results, split_csv(p["methods"]))
-    jobs = [(d, m, s) for d in domains for s in map(int, split_csv(p["seeds"])) for m in split_csv(p["methods"])]
-    for domain, method, seed in tqdm(jobs, desc="domain-specific", disable=not pool.setup.progress):
-        names = [u.name for u in pool.units if u.domain == domain]
-        out.append(run_job("domain_specific", method, seed=seed, train_ratio=p["train_ratio"],
-                           use_instructions=p["use_instructions"], train_names=names, pool=pool,
-                           p=method_params(p, method, selection), results=results, label={"train_domain": domain},
-                           extra_meta={"label_lr_selection": selection.get(method)}))
-    return out
+    return _per_domain("domain_specific", pool, p, results, domains, "train_domain", lambda unit_d, d: unit_d == d)
 
 
 def alignment_study(setup: Setup, p: dict[str, Any]) -> dict[str, Any]:
