@@ -79,3 +79,36 @@ def test_two_clean_runs_are_byte_identical(two_runs):
         assert (a / "figures" / name).read_bytes() == (b / "figures" / name).read_bytes(), name
         assert b"CreationDate" not in (a / "figures" / name).read_bytes()
 
+
+
+def test_make_paper_killed_during_training_resumes_to_identical_results(two_runs, tmp_path):
+    """SIGKILL the whole `make paper` process group once training has committed a run, then rerun."""
+    import json
+    import signal
+    import time
+
+    a, _ = two_runs
+    out = tmp_path
+    cmd = ["make", "paper", "PROFILE=smoke", f"RES={out}/results", f"FIG={out}/figures"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ERA_")}
+    proc = subprocess.Popen(cmd, cwd=paths.ROOT, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runs = out / "results" / "runs" / "in_domain"
+    deadline = time.time() + 900
+    while time.time() < deadline and proc.poll() is None and not list(runs.glob("*/summary.json")):
+        time.sleep(0.2)
+    assert proc.poll() is None, "make paper finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(2)  # let an orphaned kernel notice its parent is gone
+    executed = out / "results" / "executed"
+    assert not (executed / "03_training.ipynb").exists()  # the interrupted notebook is not a target
+    for nb in executed.glob("*.ipynb"):
+        json.loads(nb.read_text())  # every target that exists is complete
+    make("paper", out)
+    ra, rb = a / "results", out / "results"
+    files = sorted(p.relative_to(ra) for p in ra.rglob("*") if p.is_file()
+                   and p.suffix in (".json", ".csv", ".md", ".tex", ".safetensors")
+                   and "timing" not in p.parts and "executed" not in p.parts)
+    different = [str(f) for f in files if (ra / f).read_bytes() != (rb / f).read_bytes()]
+    assert not different, different
