@@ -33,6 +33,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from era_core.encoders import SpecIdentity
 from era_core.errors import ModelUnavailableError, ParamsError
 
 #: The reference's query format for OpenAI models.
@@ -84,7 +85,7 @@ def _is_context_length_error(err: ApiRequestError) -> bool:
     return err.status == 400 and ("context length" in text or "maximum" in text and "token" in text)
 
 
-class ApiEncoder:
+class ApiEncoder(SpecIdentity):
     """An OpenAI-compatible ``/embeddings`` endpoint behind the ``Encoder`` interface."""
 
     def __init__(
@@ -114,17 +115,6 @@ class ApiEncoder:
         self._sleep = sleep
         self.requests = 0  # HTTP requests sent, retries included
         self._used = False
-
-    # -- identity
-    @property
-    def key(self) -> str:
-        """The registry key."""
-        return self.spec.key
-
-    @property
-    def dim(self) -> int:
-        """Embedding dimension."""
-        return self.spec.dim
 
     @property
     def loaded(self) -> bool:

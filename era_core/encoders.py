@@ -506,7 +506,23 @@ def _quiet_transformers() -> Iterator[None]:
             tlog.enable_progress_bar()
 
 
-class Encoder:
+class SpecIdentity:
+    """``key`` and ``dim`` read from ``self.spec``: the identity every encoder backend shares."""
+
+    spec: Any
+
+    @property
+    def key(self) -> str:
+        """The registry key."""
+        return self.spec.key
+
+    @property
+    def dim(self) -> int:
+        """Embedding dimension."""
+        return self.spec.dim
+
+
+class Encoder(SpecIdentity):
     """A lazily loaded embedding model: ``encode`` returns L2-normalised float32 ``[n, dim]``."""
 
     def __init__(
@@ -533,17 +549,6 @@ class Encoder:
         self.threads = threads
         self._model: Any = None
         self._tokenizer: Any = None
-
-    # -- identity
-    @property
-    def key(self) -> str:
-        """The registry key."""
-        return self.spec.key
-
-    @property
-    def dim(self) -> int:
-        """Embedding dimension."""
-        return self.spec.dim
 
     @property
     def loaded(self) -> bool:

@@ -39,13 +39,7 @@ TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny problems; one thread keeps the shared CI cores free and the runs bit-reproducible."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ============================================================================ shared fakes

@@ -29,13 +29,7 @@ from era_core.train import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """These problems are tiny: one thread avoids oversubscription on shared CI cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _unit(x):
