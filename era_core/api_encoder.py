@@ -121,6 +121,11 @@ class ApiEncoder(SpecIdentity):
         """Whether the API has been called (a cache hit must leave this False)."""
         return self._used
 
+    @property
+    def precision(self) -> str:
+        """The service returns float32 vectors."""
+        return "float32"
+
     def __repr__(self) -> str:  # never shows the key
         return f"ApiEncoder({self.key!r}, model={self.spec.api_model}, base_url={self.base_url}, loaded={self.loaded})"
 
@@ -272,8 +277,10 @@ def load_api_encoder(
     if key not in API_MODELS:
         raise ModelUnavailableError(f"unknown API model key {key!r}; API keys: {', '.join(API_MODELS)}")
     spec = API_MODELS[key]
-    if dtype not in (None, "float32"):
-        raise ParamsError(f"API model {key!r} returns float32 vectors; dtype must be 'float32' or None, got {dtype!r}")
+    if dtype not in (None, "float32", "auto"):
+        raise ParamsError(
+            f"API model {key!r} returns float32 vectors; dtype must be 'float32', 'auto' or None, got {dtype!r}"
+        )
     if max_length not in (None, spec.max_length):
         raise ParamsError(
             f"API model {key!r} cannot truncate to max_length={max_length} (no local tokenizer); the model's "

@@ -293,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--batch-size", type=int, default=32, help="encoding batch size within a shard (default: %(default)s)")
     ap.add_argument("--device", default="auto", help="auto (cuda:LOCAL_RANK if available), cpu, cuda or cuda:N")
     ap.add_argument("--dtype", default="auto", choices=("auto", "float32", "float16", "bfloat16"),
-                    help="auto: the model's CUDA dtype on GPU, float32 on CPU")
+                    help="auto: the model's CUDA dtype on GPU; on CPU bfloat16 where the CPU has native bf16, else float32")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads per rank (default: library default)")
     ap.add_argument("--backend", default="auto", choices=("auto", "nccl", "gloo"),
                     help="process-group backend when launched by torchrun (auto: nccl on CUDA, gloo on CPU)")
@@ -338,7 +338,7 @@ def run(args: argparse.Namespace) -> int:
     ctx = init_distributed(device, args.backend, args.barrier_timeout_hours)
     progress = not args.no_progress
     try:
-        dtype = None if args.dtype == "auto" else args.dtype
+        dtype = args.dtype
         encoder = load_encoder(args.model, device=device, dtype=dtype, max_length=args.max_length,
                                threads=args.threads, progress=progress and ctx.is_main)
         data_root = Path(args.data_root) if args.data_root else None

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,8 @@ ENCODER_VERSION = 1
 BACKENDS = ("transformers", "onnx")
 POOLINGS = ("mean", "cls", "last")
 DTYPES = ("float32", "float16", "bfloat16")
+#: Cache-key marker of CPU bf16: fp32 weights, matmuls in bf16 with fp32 accumulation (autocast).
+CPU_AUTOCAST = "cpu-autocast-bf16"
 
 #: SHA-256 of the five all-mpnet-base-v2 zip parts concatenated, and of the weights inside.
 MPNET_ZIP_SHA256 = "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da"
@@ -547,6 +550,9 @@ class Encoder(SpecIdentity):
         self.fingerprint = fingerprint
         self.attention = attention
         self.threads = threads
+        # On CPU, bf16 runs fp32 weights under autocast: layer norms, softmax and the residual
+        # stream stay fp32, so vectors keep cosine > 0.9999 with fp32 (tests/test_encoders.py).
+        self.autocast = device == "cpu" and dtype == "bfloat16"
         self._model: Any = None
         self._tokenizer: Any = None
 
@@ -554,6 +560,11 @@ class Encoder(SpecIdentity):
     def loaded(self) -> bool:
         """Whether the model weights have been loaded (a cache hit must leave this False)."""
         return self._model is not None
+
+    @property
+    def precision(self) -> str:
+        """How the model computes: its dtype, or ``cpu-autocast-bf16`` for bf16 on CPU."""
+        return CPU_AUTOCAST if self.autocast else self.dtype
 
     def __repr__(self) -> str:
         return (
@@ -563,7 +574,7 @@ class Encoder(SpecIdentity):
 
     def cache_fields(self) -> dict[str, Any]:
         """Everything that changes a vector, for the embedding cache key."""
-        return {
+        fields = {
             "model": self.spec.key,
             "hub_id": self.spec.hub_id,
             "fingerprint": self.fingerprint,
@@ -577,6 +588,9 @@ class Encoder(SpecIdentity):
             "dim": self.spec.dim,
             "encoder_version": ENCODER_VERSION,
         }
+        if self.autocast:  # only then, so fp32 and CUDA keys (and their caches) stay as they were
+            fields["precision"] = self.precision
+        return fields
 
     def with_max_length(self, max_length: int) -> "Encoder":
         """A copy truncating at ``max_length`` that shares this encoder's (loaded) model."""
@@ -675,7 +689,8 @@ class Encoder(SpecIdentity):
 
         if self.threads is not None:
             torch.set_num_threads(self.threads)
-        kwargs: dict[str, Any] = {"dtype": _torch_dtype(self.dtype), "local_files_only": True}
+        weights = "float32" if self.autocast else self.dtype
+        kwargs: dict[str, Any] = {"dtype": _torch_dtype(weights), "local_files_only": True}
         if self.attention == "flash_attention_2":
             kwargs["attn_implementation"] = "flash_attention_2"
         try:
@@ -742,7 +757,8 @@ class Encoder(SpecIdentity):
         else:
             batch = self._tokenizer.pad(feats, padding=True, return_tensors="pt")
             batch = {k: v.to(self.device) for k, v in batch.items()}
-            hidden = self._model(**batch).last_hidden_state
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
+                hidden = self._model(**batch).last_hidden_state
             mask = batch["attention_mask"]
         if hidden.shape[-1] != self.dim:
             raise ModelUnavailableError(
@@ -784,6 +800,22 @@ def _check_max_length(spec: ModelSpec, max_length: Any) -> None:
         )
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
+    import torch
+
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
+def auto_dtype(spec: ModelSpec, device: str) -> str:
+    """The precision ``dtype='auto'`` picks: the registry's CUDA dtype on GPU; bf16 on CPUs with native bf16."""
+    if device.startswith("cuda"):
+        return spec.cuda_dtype
+    # bf16 matmuls are ~1.8x faster on such CPUs at cosine > 0.9999 with fp32 (docs/DESIGN.md).
+    return "bfloat16" if spec.backend == "transformers" and cpu_has_native_bf16() else "float32"
+
+
 def load_encoder(
     key: str,
     *,
@@ -813,12 +845,22 @@ def load_encoder(
             raise ParamsError(f"device {device!r} requested but CUDA is not available; use device='cpu'")
     if dtype is None:
         dtype = spec.cuda_dtype if cuda else "float32"
+    elif dtype == "auto":
+        dtype = auto_dtype(spec, device)
     if dtype not in DTYPES:
-        raise ParamsError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    if dtype != "float32" and (not cuda or spec.backend == "onnx"):
+        raise ParamsError(f"dtype must be one of {', '.join(DTYPES)} or 'auto', got {dtype!r}")
+    cpu_bf16 = dtype == "bfloat16" and not cuda and spec.backend == "transformers"
+    if dtype != "float32" and not cpu_bf16 and (not cuda or spec.backend == "onnx"):
         raise ParamsError(
-            f"dtype {dtype!r} is only supported for transformers models on CUDA (model {key!r}, "
-            f"device {device!r}); use dtype='float32'"
+            f"dtype {dtype!r} is not supported for model {key!r} ({spec.backend} backend) on device "
+            f"{device!r}; CPU supports 'float32' and, for transformers models, 'bfloat16'; use "
+            "dtype='float32' or 'auto'"
+        )
+    if cpu_bf16 and not cpu_has_native_bf16():
+        warnings.warn(
+            f"dtype='bfloat16' on a CPU without native bf16 (AVX512-BF16/AMX): {key!r} will run emulated "
+            "bf16, usually slower than float32; use dtype='auto' (float32 here) unless you need bf16 vectors",
+            stacklevel=2,
         )
     if max_length is None:
         max_length = spec.max_length

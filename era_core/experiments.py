@@ -87,8 +87,8 @@ def get_encoder(key: str, setup: Setup) -> Any:
     """Return a (lazily loaded, memoised) encoder: building it never loads the weights."""
     from era_core.encoders import load_encoder
 
-    # "auto" lets the encoder pick (fp32 on CPU, bf16/fp16 on CUDA per its registry entry).
-    dtype = None if setup.dtype == "auto" or (setup.dtype == "float32" and setup.device == "cpu") else setup.dtype
+    # "auto" lets the encoder pick (its registry dtype on CUDA; bf16 on CPUs with native bf16, else fp32).
+    dtype = None if setup.dtype == "float32" and setup.device == "cpu" else setup.dtype
     memo = (key, setup.device, dtype, setup.max_length)
     if memo not in _ENCODERS:
         _ENCODERS[memo] = load_encoder(key, device=setup.device, dtype=dtype, max_length=setup.max_length)

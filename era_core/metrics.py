@@ -110,10 +110,22 @@ def _evaluate_queries(
     )
 
     qidx = np.repeat(np.arange(nq, dtype=np.int64), run_len)
-    order = _trec_order(qidx, score32, lambda: list(chain.from_iterable(runs)))
+    starts = np.concatenate(([0], np.cumsum(run_len)[:-1]))
+
+    def doc_ids_at(entries: np.ndarray) -> list[str]:
+        # Only tied entries need their ids: list just the queries they belong to.
+        lists: dict[int, list[str]] = {}
+        out = []
+        for qi, j in zip(qidx[entries].tolist(), (entries - starts[qidx[entries]]).tolist()):
+            ids = lists.get(qi)
+            if ids is None:
+                ids = lists[qi] = list(runs[qi])
+            out.append(ids[j])
+        return out
+
+    order = _trec_order(qidx, score32, gain_arr > 0, doc_ids_at)
     g = np.maximum(gain_arr[order], 0).astype(np.float64)
     rel = g > 0
-    starts = np.concatenate(([0], np.cumsum(run_len)[:-1]))
     rank = np.arange(len(order), dtype=np.int64) - np.repeat(starts, run_len)  # 0-based
 
     # Ideal ranking: every positive judgement, highest gain first.
@@ -198,8 +210,14 @@ def _desc_score_key(score32: np.ndarray) -> np.ndarray:
     return ~ascending
 
 
-def _trec_order(qidx: np.ndarray, score32: np.ndarray, doc_ids: Callable[[], list[str]]) -> np.ndarray:
-    """Permutation sorting entries by query, then score descending, then doc id descending."""
+def _trec_order(
+    qidx: np.ndarray, score32: np.ndarray, relevant: np.ndarray, doc_ids_at: Callable[[np.ndarray], list[str]]
+) -> np.ndarray:
+    """Permutation sorting entries by query, then score descending, then doc id descending.
+
+    Every metric depends only on the ranks of relevant entries, so ties are resolved by doc id
+    only in (query, score) runs that hold a relevant entry; other runs keep an arbitrary order.
+    """
     # One integer key (query, score) sorts far faster than a multi-key lexsort.
     key = (qidx.astype(np.uint64) << np.uint64(32)) | _desc_score_key(score32).astype(np.uint64)
     order = np.argsort(key, kind="stable")
@@ -215,11 +233,24 @@ def _trec_order(qidx: np.ndarray, score32: np.ndarray, doc_ids: Callable[[], lis
     in_tie[1:] |= tie
     in_tie[:-1] |= tie
     pos = np.flatnonzero(in_tie)
+    run_no = _run_numbers(pos, tie)
+    with_relevant = np.zeros(int(run_no[-1]) + 1, dtype=bool)
+    with_relevant[run_no[relevant[order[pos]]]] = True
+    pos = pos[with_relevant[run_no]]  # whole runs are kept or dropped
+    if len(pos) == 0:
+        return order
     tied = order[pos]
-    docs = doc_ids()  # built only here: most runs have no ties
-    id_rank = _string_ranks([docs[i] for i in tied])
+    id_rank = _string_ranks(doc_ids_at(tied))
     order[pos] = tied[_within_runs_descending(pos, tie, id_rank)]
     return order
+
+
+def _run_numbers(pos: np.ndarray, tie: np.ndarray) -> np.ndarray:
+    """Run number of each tied sorted position (`tie[j]`: sorted entries j and j+1 share their key)."""
+    starts_run = np.ones(len(pos), dtype=bool)
+    inner = pos > 0
+    starts_run[inner] = ~tie[pos[inner] - 1]
+    return np.cumsum(starts_run) - 1
 
 
 def _within_runs_descending(pos: np.ndarray, tie: np.ndarray, tiebreak: np.ndarray) -> np.ndarray:
@@ -228,10 +259,7 @@ def _within_runs_descending(pos: np.ndarray, tie: np.ndarray, tiebreak: np.ndarr
     `tie[j]` says sorted entries j and j+1 share their key; runs stay in place, so one int64
     argsort on (run number, reversed tiebreak) replaces a slower multi-key lexsort.
     """
-    starts_run = np.ones(len(pos), dtype=bool)
-    inner = pos > 0
-    starts_run[inner] = ~tie[pos[inner] - 1]
-    run_no = np.cumsum(starts_run) - 1
+    run_no = _run_numbers(pos, tie)
     span = int(tiebreak.max()) + 1  # tiebreak values are non-negative ranks
     return np.argsort(run_no * span + (span - 1 - tiebreak), kind="stable")
 

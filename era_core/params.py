@@ -154,7 +154,7 @@ COMMON = {
     "max_length": Param(int, 128, _positive, "token truncation length for both encoders"),
     "batch_size": Param(int, 32, _positive, "encoding batch size"),
     "device": Param(str, "cpu", _choice(DEVICES), "torch device for encoding and training"),
-    "dtype": Param(str, "float32", _choice(DTYPES), "encoder precision (fp32 on CPU)"),
+    "dtype": Param(str, "auto", _choice(DTYPES), "encoder precision; auto: bf16 on CPUs with native bf16, else fp32"),
     "progress": Param(bool, True, None, "show progress bars"),
 }
 ALIGN = {

@@ -10,7 +10,10 @@ a running top-k per query is merged with the few candidates of each new block.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from typing import Any
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -29,13 +32,15 @@ def topk_search(
     *,
     doc_ids: Sequence[str] | None = None,
     query_chunk: int = 1024,
-    corpus_chunk: int = 65536,
+    corpus_chunk: int = 8192,
     device: str = "cpu",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact cosine top-k: (scores [nq, k'] float32, corpus indices [nq, k'] int64), k' = min(k, n_docs)."""
     queries, corpus = _check_inputs(queries, corpus, k, doc_ids, query_chunk, corpus_chunk, device)
     n_q, n_docs = queries.shape[0], corpus.shape[0]
     k_eff = min(int(k), n_docs)
+    if n_q == 0:
+        return np.empty((0, k_eff), dtype=np.float32), np.empty((0, k_eff), dtype=np.int64)
     q_unit = _unit_rows(queries, "queries")
     doc_scale = _inverse_norms(corpus)  # None when the corpus is already unit norm
     ids = None if doc_ids is None else np.asarray(list(doc_ids), dtype=object)
@@ -43,7 +48,10 @@ def topk_search(
     best_scores = [np.empty((min(query_chunk, n_q - q0), 0), dtype=np.float32) for q0 in q_starts]
     best_idx = [np.empty((len(b), 0), dtype=np.int64) for b in best_scores]
 
-    scorer = _TorchScorer(q_unit) if device == "cuda" else _NumpyScorer(q_unit)
+    if device == "cuda":
+        scorer: _NumpyScorer | _TorchScorer = _TorchScorer(q_unit)
+    else:
+        scorer = _NumpyScorer(q_unit, min(query_chunk, n_q) * min(corpus_chunk, n_docs))
     # Corpus chunks outermost: each chunk is read (or sent to the GPU) once for all queries.
     for c0 in range(0, n_docs, corpus_chunk):
         scale = None if doc_scale is None else doc_scale[c0 : c0 + corpus_chunk]
@@ -51,12 +59,11 @@ def topk_search(
         for j, q0 in enumerate(q_starts):
             full = best_scores[j].shape[1] == k_eff
             threshold = best_scores[j][:, -1] if full else None
-            rows, cols, vals = scorer.candidates(q0, q0 + best_scores[j].shape[0], k_eff, threshold)
+            block = scorer.scores(q0, q0 + best_scores[j].shape[0])
+            rows, cols, vals = scorer.candidates(block, k_eff, threshold)
             if len(rows) == 0:
                 continue
             best_scores[j], best_idx[j] = _merge(best_scores[j], best_idx[j], rows, cols + c0, vals, k_eff, ids)
-    if n_q == 0:
-        return np.empty((0, k_eff), dtype=np.float32), np.empty((0, k_eff), dtype=np.int64)
     return np.concatenate(best_scores), np.concatenate(best_idx)
 
 
@@ -160,59 +167,74 @@ def _inverse_norms(corpus: np.ndarray) -> np.ndarray | None:
 class _NumpyScorer:
     """Score blocks with BLAS sgemm and pick the entries that can enter the running top-k."""
 
-    def __init__(self, queries: np.ndarray) -> None:
+    def __init__(self, queries: np.ndarray, block_size: int) -> None:
         self.queries = queries
+        # One score buffer for every block: a fresh array per block costs its page faults each
+        # time (~10% of the matmul at 64 MB blocks).
+        self.buffer = np.empty(max(block_size, 0), dtype=np.float32)
 
     def load_corpus(self, chunk: np.ndarray, scale: np.ndarray | None) -> None:
         self.chunk_t = chunk.T
         self.scale = scale
 
-    def candidates(self, q0: int, q1: int, k: int, threshold: np.ndarray | None):
-        block = self.queries[q0:q1] @ self.chunk_t
+    def scores(self, q0: int, q1: int) -> np.ndarray:
+        """Cosine scores of query rows [q0, q1) against the loaded chunk (a view of the shared buffer)."""
+        block = self.buffer[: (q1 - q0) * self.chunk_t.shape[1]].reshape(q1 - q0, self.chunk_t.shape[1])
+        np.matmul(self.queries[q0:q1], self.chunk_t, out=block)
         if self.scale is not None:
             block *= self.scale
-        # flatnonzero is ~10x faster than 2-D nonzero on a large sparse mask.
-        flat = np.flatnonzero(_candidate_mask(block, k, threshold))
+        return block
+
+    @staticmethod
+    def candidates(block: np.ndarray, k: int, threshold: np.ndarray | None):
+        """(row, column, score) of the block entries that may enter the running top-k, row-major."""
+        flat = _candidate_flat(block, k, threshold)
         rows, cols = np.divmod(flat, block.shape[1])
         return rows, cols, block.reshape(-1)[flat]
 
 
-def _candidate_mask(block: np.ndarray, k: int, threshold: np.ndarray | None) -> np.ndarray:
-    """Entries of a score block that may enter the running top-k (ties with the k-th included)."""
-    n_cols = block.shape[1]
+def _candidate_flat(block: np.ndarray, k: int, threshold: np.ndarray | None) -> np.ndarray:
+    """Flat indices of the block entries that may enter the running top-k (ties with the k-th included)."""
+    n_rows, n_cols = block.shape
     if threshold is None and n_cols <= k:
-        return np.ones(block.shape, dtype=bool)
+        return np.arange(block.size)
+    # flatnonzero is ~10x faster than 2-D nonzero on a large sparse mask.
     if threshold is not None:
         # The running k-th score usually prunes nearly everything for the price of one compare;
         # only a block full of better scores needs a tighter per-block bound.
-        mask = block >= threshold[:, None]
-        if n_cols <= k or np.count_nonzero(mask) <= 4 * k * block.shape[0]:
-            return mask
-    bound = _kth_lower_bound(block, k)
-    if threshold is not None:
-        bound = np.maximum(bound, threshold)
-    return block >= bound[:, None]
+        flat = np.flatnonzero(block >= threshold[:, None])
+        if n_cols <= k or len(flat) <= 4 * k * n_rows:
+            return flat
+        bound, _ = _kth_lower_bound(block, k)
+        return np.flatnonzero(block >= np.maximum(bound, threshold)[:, None])
+    return _kth_lower_bound(block, k)[1]
 
 
-def _kth_lower_bound(block: np.ndarray, k: int) -> np.ndarray:
-    """Per row, a score t with at least k entries >= t and close to the k-th largest.
+def _kth_lower_bound(block: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, a score t with at least k entries >= t and close to the k-th largest; and the flat
+    indices of ``block >= t``.
 
     A full per-row partition costs about as much as the matmul, so estimate the k-th value
     from a strided column sample, verify it by counting, and partition only rows that fail.
     """
-    n_cols = block.shape[1]
+    n_rows, n_cols = block.shape
     stride = n_cols // (8 * k)
     if stride < 4:
-        return np.partition(block, n_cols - k, axis=1)[:, n_cols - k]
+        bound = np.partition(block, n_cols - k, axis=1)[:, n_cols - k]
+        return bound, np.flatnonzero(block >= bound[:, None])
     sample = block[:, ::stride]
     m = sample.shape[1]
     expected = k * m / n_cols  # rank of the block's k-th value inside the sample
     r = min(m, int(np.ceil(expected + 3.0 * np.sqrt(expected) + 2.0)))
     bound = np.partition(sample, m - r, axis=1)[:, m - r]
-    short = np.count_nonzero(block >= bound[:, None], axis=1) < k
-    if short.any():
+    flat = np.flatnonzero(block >= bound[:, None])
+    # Row counts from the sorted flat indices: a binary search per row, not another pass.
+    counts = np.diff(np.searchsorted(flat, np.arange(n_rows + 1) * n_cols))
+    short = np.flatnonzero(counts < k)
+    if len(short):
         bound[short] = np.partition(block[short], n_cols - k, axis=1)[:, n_cols - k]
-    return bound
+        flat = np.flatnonzero(block >= bound[:, None])
+    return bound, flat
 
 
 class _TorchScorer:
@@ -231,11 +253,16 @@ class _TorchScorer:
         self.chunk_t = torch.from_numpy(np.ascontiguousarray(chunk)).to("cuda").T
         self.scale = None if scale is None else torch.from_numpy(scale).to("cuda")
 
-    def candidates(self, q0: int, q1: int, k: int, threshold: np.ndarray | None):
-        torch = self.torch
+    def scores(self, q0: int, q1: int) -> Any:
+        """Cosine scores of query rows [q0, q1) against the loaded chunk, on the GPU."""
         block = self.queries[q0:q1] @ self.chunk_t
         if self.scale is not None:
             block *= self.scale
+        return block
+
+    def candidates(self, block: Any, k: int, threshold: np.ndarray | None):
+        """(row, column, score) of the block entries that may enter the running top-k, as NumPy arrays."""
+        torch = self.torch
         n_cols = block.shape[1]
         if threshold is not None:
             cut = torch.from_numpy(np.ascontiguousarray(threshold)).to("cuda")
@@ -257,6 +284,19 @@ def _desc_score_key(scores: np.ndarray) -> np.ndarray:
     return ~ascending
 
 
+def _score_from_key(key: np.ndarray) -> np.ndarray:
+    """float32 scores back from `_desc_score_key` keys."""
+    ascending = ~key.astype(np.uint32)
+    bits = np.where(ascending >> 31 == 1, ascending & np.uint32(0x7FFFFFFF), ~ascending)
+    return bits.view(np.float32)
+
+
+#: The padded merge is used while its [rows, widest row] key matrix is at most this many times
+#: the number of entries it holds (one row with a huge candidate list falls back to a flat sort).
+PAD_LIMIT = 3.0
+_LOW32 = np.uint64(0xFFFFFFFF)
+
+
 def _merge(
     best_scores: np.ndarray,
     best_idx: np.ndarray,
@@ -266,7 +306,54 @@ def _merge(
     k: int,
     ids: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Running top-k of each row merged with new (row, doc index, score) candidates."""
+    """Running top-k of each row merged with new (row, doc index, score) candidates, rows ascending."""
+    n, m = best_scores.shape
+    counts = np.bincount(rows, minlength=n)
+    padded_size = n * (m + int(counts.max()))
+    if padded_size <= PAD_LIMIT * (n * m + len(rows)) + 64 * n and (len(idx) == 0 or int(idx.max()) < 2**32 - 1):
+        out = _merge_padded(best_scores, best_idx, rows, idx, vals, counts, k, tie_sensitive=ids is not None)
+        if out is not None:
+            return out
+    return _merge_sorted(best_scores, best_idx, rows, idx, vals, k, ids)
+
+
+def _merge_padded(best_scores, best_idx, rows, idx, vals, counts, k, *, tie_sensitive):
+    """`_merge` as one per-row sort of a [rows, widest] uint64 key matrix: score key high, doc index low.
+
+    Equal scores then order by doc index descending, trec_eval's rule without doc ids. With doc
+    ids, returns None when a tie touches the kept entries, and the caller resolves it by id.
+    """
+    n, m = best_scores.shape
+    width_all = m + int(counts.max())
+    keys = np.full((n, width_all), np.iinfo(np.uint64).max, dtype=np.uint64)  # padding sorts last
+
+    def pack(scores: np.ndarray, doc_idx: np.ndarray) -> np.ndarray:
+        return (_desc_score_key(scores).astype(np.uint64) << np.uint64(32)) | (_LOW32 - doc_idx.astype(np.uint64))
+
+    if m:
+        keys[:, :m] = pack(best_scores, best_idx)
+    starts = np.cumsum(counts) - counts
+    keys[rows, m + np.arange(len(rows)) - starts[rows]] = pack(vals, idx)
+    keys.sort(axis=1)
+    width = min(k, m + int(counts.min()))  # every row saw the same documents, so counts agree
+    if tie_sensitive:
+        high = keys[:, : width + 1] >> np.uint64(32)
+        if (high[:, 1:] == high[:, :-1]).any():
+            return None
+    top = keys[:, :width]
+    return _score_from_key(top >> np.uint64(32)), (_LOW32 - (top & _LOW32)).astype(np.int64)
+
+
+def _merge_sorted(
+    best_scores: np.ndarray,
+    best_idx: np.ndarray,
+    rows: np.ndarray,
+    idx: np.ndarray,
+    vals: np.ndarray,
+    k: int,
+    ids: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`_merge` by one flat sort on (row, score), resolving equal scores by doc id."""
     n, m = best_scores.shape
     all_rows = np.concatenate((np.repeat(np.arange(n, dtype=np.int64), m), rows.astype(np.int64)))
     all_idx = np.concatenate((best_idx.reshape(-1), idx.astype(np.int64)))

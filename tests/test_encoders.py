@@ -101,6 +101,8 @@ def test_bad_options_are_params_errors():
         load_encoder("minilm-l6", max_length=100_000)
     with pytest.raises(ParamsError, match="float16"):
         load_encoder("minilm-l6", dtype="float16")
+    with pytest.raises(ParamsError, match="bfloat16.*onnx"):
+        load_encoder("minilm-l3-onnx", dtype="bfloat16")
     with pytest.raises(ParamsError, match="dtype"):
         load_encoder("minilm-l6", dtype="fp8")
     with pytest.raises(ParamsError, match="device"):
@@ -242,6 +244,46 @@ def test_minilm_matches_sentence_transformers(minilm):
     ours = minilm.encode(SENTENCES, progress=False)
     cos = np.sum(ref * ours, axis=1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(ours, axis=1)
     assert cos.min() > 0.9999
+
+
+# ----------------------------------------------------------------------------- CPU bf16 (autocast)
+
+BF16_TEXTS = SENTENCES + [
+    f"Instruct: Given a question, retrieve passages that answer it\nQuery: {s}" for s in SENTENCES
+] + [" ".join(SENTENCES * 6)]  # one text long enough to be truncated
+
+
+def test_auto_dtype_follows_the_cpu(monkeypatch):
+    monkeypatch.setattr(encoders, "cpu_has_native_bf16", lambda: True)
+    enc = load_encoder("minilm-l6", dtype="auto")
+    assert enc.dtype == "bfloat16" and enc.autocast
+    assert enc.cache_fields()["precision"] == encoders.CPU_AUTOCAST
+    # ONNX models have no bf16 path; auto keeps them fp32.
+    assert load_encoder("minilm-l3-onnx", dtype="auto").dtype == "float32"
+    monkeypatch.setattr(encoders, "cpu_has_native_bf16", lambda: False)
+    fp32 = load_encoder("minilm-l6", dtype="auto")
+    assert fp32.dtype == "float32" and not fp32.autocast
+    # fp32 keys carry no precision field: caches built before bf16 existed stay valid.
+    assert "precision" not in fp32.cache_fields()
+    assert fp32.cache_fields() == load_encoder("minilm-l6").cache_fields()
+    # Asking for bf16 anyway works, but says it is emulated here.
+    with pytest.warns(UserWarning, match="emulated"):
+        assert load_encoder("minilm-l6", dtype="bfloat16").precision == encoders.CPU_AUTOCAST
+
+
+def test_cpu_bf16_close_to_fp32_and_deterministic(minilm):
+    bf16 = load_encoder("minilm-l6", dtype="bfloat16", threads=2)
+    assert bf16.cache_fields() != minilm.cache_fields()  # never shares a cache entry with fp32
+    a = minilm.encode(BF16_TEXTS, batch_size=4, progress=False)
+    b = bf16.encode(BF16_TEXTS, batch_size=4, progress=False)
+    assert b.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+    cos = np.sum(a.astype(np.float64) * b, axis=1)
+    assert cos.min() > 0.9999
+    # bf16 really ran: the vectors are not bit-identical to fp32 ...
+    assert not np.array_equal(a, b)
+    # ... and a rerun gives the same bytes.
+    assert bf16.encode(BF16_TEXTS, batch_size=4, progress=False).tobytes() == b.tobytes()
 
 
 def test_onnx_mean_pooling_matches_models_own_sentence_output(onnx_minilm):

@@ -40,7 +40,7 @@ def test_quick_writes_every_required_field(quick):
     for field in perf.REQUIRED_FIELDS:
         assert field in report, field
     assert report["quick"] is True and report["sections_missing"] == []
-    for field in ("encode_vs_st_ratio", "encode_queries_vs_st_ratio", "search_vs_numpy_ratio", "search_vs_faiss_ratio",
+    for field in ("encode_vs_st_ratio", "encode_fp32_vs_st_ratio", "encode_queries_vs_st_ratio", "search_vs_numpy_ratio", "search_vs_faiss_ratio",
                   "metrics_vs_pytrec_ratio", "search_peak_rss_mb_1m", "phase1_steps_per_s", "ridge_time_s",
                   "zero_shot_cached_s"):
         assert isinstance(report[field], float) and math.isfinite(report[field]) and report[field] > 0, field
@@ -62,7 +62,13 @@ def test_encoder_vectors_agree_with_sentence_transformers(quick):
     assert enc["max_length"] == 256 and enc["batch_size"] == 32
     for kind in ("passages", "queries"):
         assert enc[kind]["cosine_min"] > 0.9999, kind
+        assert enc[kind]["fp32_cosine_min"] > 0.9999, kind
     assert report["encode_cosine_min"] > 0.9999
+    # The timed default path is the profiles' `dtype: auto`, and the report says which precision it was.
+    from era_core.encoders import REGISTRY, auto_dtype
+
+    assert enc["era_dtype"] == auto_dtype(REGISTRY["minilm-l6"], "cpu")
+    assert report["encode_dtype"] == enc["era_precision"]
 
 
 def test_search_ids_equal_numpy_and_faiss(quick):
@@ -72,6 +78,7 @@ def test_search_ids_equal_numpy_and_faiss(quick):
     for size in search["sizes"].values():
         assert size["ids_vs_numpy"]["not_ties"] == 0
         assert size["ids_vs_faiss"]["not_ties"] == 0
+    assert report["search_vs_faiss_ratio"] == min(v["vs_faiss_ratio"] for v in search["sizes"].values())
     mem = search["memory"]
     assert mem["docs"] == perf.QUICK.memory_docs
     assert mem["corpus_mb"] == pytest.approx(perf.QUICK.memory_docs * 384 * 4 / 2**20)

@@ -54,6 +54,18 @@ def test_every_artefact_exists(two_runs):
     assert (a / "results" / "executed" / "00_quickstart.ipynb").is_file()
 
 
+def test_results_record_the_encoder_precision(two_runs):
+    from era_core.encoders import CPU_AUTOCAST, REGISTRY, auto_dtype
+    from era_core.io import read_json
+
+    a, _ = two_runs
+    models = read_json(a / "results" / "zero_shot.json")["models"]
+    # The smoke profile runs `dtype: auto`: bf16 autocast for MiniLM-L6 where this CPU has it.
+    expected = auto_dtype(REGISTRY["minilm-l6"], "cpu")
+    assert models["minilm-l6"]["precision"] == (CPU_AUTOCAST if expected == "bfloat16" else "float32")
+    assert models["minilm-l3-onnx"]["precision"] == "float32"  # ONNX always runs fp32
+
+
 def test_second_make_is_a_no_op(two_runs):
     a, _ = two_runs
     assert make("paper", a, "-q", check=False).returncode == 0

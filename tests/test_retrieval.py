@@ -9,6 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from era_core import retrieval
 from era_core.errors import DataError, ParamsError
 from era_core.metrics import evaluate
 from era_core.retrieval import _kth_lower_bound, run_from_topk, topk_search
@@ -68,6 +69,26 @@ def test_topk_equals_brute_force_with_trec_ties(case):
     np.testing.assert_array_equal(scores, ref_scores)
 
 
+@pytest.mark.parametrize("pad_limit", [0.0, 1e9])
+def test_both_merge_paths_equal_brute_force(monkeypatch, pad_limit):
+    # 0 forces the flat (row, score) sort everywhere, 1e9 the padded per-row sort (which hands
+    # id-sensitive ties back to the flat sort).
+    monkeypatch.setattr(retrieval, "PAD_LIMIT", pad_limit)
+    rng = np.random.default_rng(11)
+    for trial in range(40):
+        n_docs, dim = int(rng.integers(1, 300)), 16
+        pool = exact_unit_rows(rng, int(rng.integers(1, 40)), dim)
+        corpus = pool[rng.integers(0, len(pool), n_docs)]
+        queries = exact_unit_rows(rng, int(rng.integers(1, 20)), dim)
+        ids = None if trial % 2 else [f"x{v}" for v in rng.permutation(n_docs)]
+        k = int(rng.integers(1, 60))
+        scores, idx = topk_search(queries, corpus, k, doc_ids=ids, query_chunk=int(rng.integers(1, 9)),
+                                  corpus_chunk=int(rng.integers(1, 120)))
+        ref_scores, ref_idx = brute_force(queries, corpus, k, ids)
+        np.testing.assert_array_equal(idx, ref_idx)
+        np.testing.assert_array_equal(scores, ref_scores)
+
+
 def test_block_full_of_better_scores_is_pruned_correctly():
     # Corpus in ascending similarity to the queries: every later chunk beats the running top-k,
     # which forces the per-block bound (sampled k-th value) instead of the running threshold.
@@ -89,11 +110,30 @@ def test_kth_lower_bound_is_a_valid_bound_even_for_adversarial_columns():
     block = rng.standard_normal((6, n_cols)).astype(np.float32)
     block[0, ::10] += 100.0  # the sample sees only huge values: its estimate is too high
     block[1, 1::10] += 100.0  # the sample sees none of the best values
-    bound = _kth_lower_bound(block, k)
+    bound, flat = _kth_lower_bound(block, k)
+    np.testing.assert_array_equal(flat, np.flatnonzero(block >= bound[:, None]))
     kth = np.sort(block, axis=1)[:, -k]
     assert np.all(bound <= kth)
     assert np.all((block >= bound[:, None]).sum(axis=1) >= k)
     assert bound[0] == kth[0]  # the rejected estimate fell back to the exact k-th value
+
+
+def test_chunking_does_not_change_results():
+    rng = np.random.default_rng(7)
+    queries = rng.standard_normal((61, 32)).astype(np.float32)
+    corpus = rng.standard_normal((2500, 32)).astype(np.float32)
+    corpus[100:140] = corpus[5]  # exact ties across chunks
+    ids = [f"d{i:05d}" for i in range(len(corpus))]
+    ref = topk_search(queries, corpus, 50, doc_ids=ids, query_chunk=61, corpus_chunk=2500)
+    for qc, cc in ((16, 300), (5, 999), (1, 64), (61, 16384)):
+        # Other block shapes may round a score differently in the last bit (BLAS kernels differ).
+        got = topk_search(queries, corpus, 50, doc_ids=ids, query_chunk=qc, corpus_chunk=cc)
+        np.testing.assert_array_equal(got[1], ref[1])
+        np.testing.assert_allclose(got[0], ref[0], rtol=1e-6, atol=1e-6)
+    # The reused score buffer never leaks into results: a second call gives the same bytes.
+    again = topk_search(queries, corpus, 50, doc_ids=ids, query_chunk=16, corpus_chunk=300)
+    first = topk_search(queries, corpus, 50, doc_ids=ids, query_chunk=16, corpus_chunk=300)
+    assert again[0].tobytes() == first[0].tobytes() and again[1].tobytes() == first[1].tobytes()
 
 
 def test_unnormalised_inputs_give_cosine():
