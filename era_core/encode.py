@@ -338,8 +338,7 @@ def run(args: argparse.Namespace) -> int:
     ctx = init_distributed(device, args.backend, args.barrier_timeout_hours)
     progress = not args.no_progress
     try:
-        dtype = args.dtype
-        encoder = load_encoder(args.model, device=device, dtype=dtype, max_length=args.max_length,
+        encoder = load_encoder(args.model, device=device, dtype=args.dtype, max_length=args.max_length,
                                threads=args.threads, progress=progress and ctx.is_main)
         data_root = Path(args.data_root) if args.data_root else None
         # Rank 0 first: it may build the offline benchmark or fill the HF datasets cache.

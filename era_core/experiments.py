@@ -88,10 +88,9 @@ def get_encoder(key: str, setup: Setup) -> Any:
     from era_core.encoders import load_encoder
 
     # "auto" lets the encoder pick (its registry dtype on CUDA; bf16 on CPUs with native bf16, else fp32).
-    dtype = None if setup.dtype == "float32" and setup.device == "cpu" else setup.dtype
-    memo = (key, setup.device, dtype, setup.max_length)
+    memo = (key, setup.device, setup.dtype, setup.max_length)
     if memo not in _ENCODERS:
-        _ENCODERS[memo] = load_encoder(key, device=setup.device, dtype=dtype, max_length=setup.max_length)
+        _ENCODERS[memo] = load_encoder(key, device=setup.device, dtype=setup.dtype, max_length=setup.max_length)
     return _ENCODERS[memo]
 
 

@@ -116,7 +116,8 @@ def _evaluate_queries(
         # Only tied entries need their ids: list just the queries they belong to.
         lists: dict[int, list[str]] = {}
         out = []
-        for qi, j in zip(qidx[entries].tolist(), (entries - starts[qidx[entries]]).tolist()):
+        owners = qidx[entries]
+        for qi, j in zip(owners.tolist(), (entries - starts[owners]).tolist()):
             ids = lists.get(qi)
             if ids is None:
                 ids = lists[qi] = list(runs[qi])

@@ -10,10 +10,8 @@ a running top-k per query is merged with the few candidates of each new block.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -309,22 +307,21 @@ def _merge(
     """Running top-k of each row merged with new (row, doc index, score) candidates, rows ascending."""
     n, m = best_scores.shape
     counts = np.bincount(rows, minlength=n)
-    padded_size = n * (m + int(counts.max()))
-    if padded_size <= PAD_LIMIT * (n * m + len(rows)) + 64 * n and (len(idx) == 0 or int(idx.max()) < 2**32 - 1):
-        out = _merge_padded(best_scores, best_idx, rows, idx, vals, counts, k, tie_sensitive=ids is not None)
+    width_all = m + int(counts.max())
+    if n * width_all <= PAD_LIMIT * (n * m + len(rows)) + 64 * n and (len(idx) == 0 or int(idx.max()) < 2**32 - 1):
+        out = _merge_padded(best_scores, best_idx, rows, idx, vals, counts, width_all, k, tie_sensitive=ids is not None)
         if out is not None:
             return out
     return _merge_sorted(best_scores, best_idx, rows, idx, vals, k, ids)
 
 
-def _merge_padded(best_scores, best_idx, rows, idx, vals, counts, k, *, tie_sensitive):
+def _merge_padded(best_scores, best_idx, rows, idx, vals, counts, width_all, k, *, tie_sensitive):
     """`_merge` as one per-row sort of a [rows, widest] uint64 key matrix: score key high, doc index low.
 
     Equal scores then order by doc index descending, trec_eval's rule without doc ids. With doc
     ids, returns None when a tie touches the kept entries, and the caller resolves it by id.
     """
     n, m = best_scores.shape
-    width_all = m + int(counts.max())
     keys = np.full((n, width_all), np.iinfo(np.uint64).max, dtype=np.uint64)  # padding sorts last
 
     def pack(scores: np.ndarray, doc_idx: np.ndarray) -> np.ndarray:
