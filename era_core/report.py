@@ -2,8 +2,9 @@
 
 This module never encodes or trains: it reads what the experiment notebooks wrote and renders
 long-form CSV, Markdown and LaTeX tables plus byte-stable PDF figures (no timestamps, fixed
-fonts, fixed colours and ordering). Standard deviations are over seeds with ``ddof=1``; with a
-single seed the std is undefined and is written as an empty CSV cell (shown without "±").
+fonts, fixed colours and ordering) and a byte-stable PNG of the README's figure. Standard
+deviations are over seeds with ``ddof=1``; with a single seed the std is undefined and is
+written as an empty CSV cell (shown without "±").
 """
 
 from __future__ import annotations
@@ -89,6 +90,9 @@ _RC = {
     "axes.axisbelow": True,
 }
 _PDF_METADATA = {"CreationDate": None, "ModDate": None, "Creator": "era_core.report"}
+_PNG_METADATA = {"Software": None}
+#: Resolution of the PNG copies (the README's figure): sharp on screens, about 100 kB.
+PNG_DPI = 150
 _VALUE_COLS = [f"{HEADLINE}_mean", f"{HEADLINE}_std", "n_seeds"]
 
 
@@ -540,19 +544,25 @@ def domain_specific_table(results: Path | str = paths.RESULTS, main_instructions
 # ---------------------------------------------------------------- figures
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
-    """Save a figure as a byte-stable PDF (no timestamps), atomically, and close it."""
+def _save(fig: plt.Figure, path: Path, png: Path | None = None) -> list[Path]:
+    """Save a figure as a byte-stable PDF (no timestamps) and optionally PNG, atomically, and close it."""
+    out = [path]
     try:
         atomic_write(path, lambda p: fig.savefig(p, format="pdf", metadata=_PDF_METADATA, bbox_inches="tight"))
+        if png is not None:
+            # Agg at a fixed dpi with no Software/time chunks: the same data give the same bytes.
+            atomic_write(png, lambda p: fig.savefig(p, format="png", dpi=PNG_DPI, metadata=_PNG_METADATA,
+                                                    bbox_inches="tight"))
+            out.append(png)
     finally:
         plt.close(fig)
-    return path
+    return out
 
 
 def _figure(render: Callable[[], plt.Figure], path: Path) -> Path:
     with plt.rc_context(_RC):
         fig = render()
-        return _save(fig, path)
+        return _save(fig, path)[0]
 
 
 def _series(df: pd.DataFrame, **eq: Any) -> pd.DataFrame:
@@ -586,8 +596,11 @@ def _at_ratio(view: pd.DataFrame, ratio: float) -> pd.DataFrame:
 
 
 def figure_ndcg_vs_ratio(results: Path | str = paths.RESULTS, figures: Path | str = paths.FIGURES,
-                         main_instructions: str = "on") -> Path:
-    """``ndcg_vs_ratio.pdf``: overall nDCG@10 vs train ratio, ±std bands, zero-shot and alignment-only as lines."""
+                         main_instructions: str = "on") -> list[Path]:
+    """``ndcg_vs_ratio.{pdf,png}``: overall nDCG@10 vs train ratio, ±std bands, zero-shot and alignment-only as lines.
+
+    The PNG is the README's figure (``python -m era_core.readme`` copies it to ``docs/img/``).
+    """
     view = _series(_main_view(results, main_instructions), domain=OVERALL)
     mean, std = _VALUE_COLS[0], _VALUE_COLS[1]
 
@@ -616,7 +629,8 @@ def figure_ndcg_vs_ratio(results: Path | str = paths.RESULTS, figures: Path | st
                   bbox_to_anchor=(1.0, 1.0), framealpha=0.9)
         return fig
 
-    return _figure(render, Path(figures) / "ndcg_vs_ratio.pdf")
+    with plt.rc_context(_RC):
+        return _save(render(), Path(figures) / "ndcg_vs_ratio.pdf", png=Path(figures) / "ndcg_vs_ratio.png")
 
 
 def _grouped_bars(ax: plt.Axes, groups: list[str], series: list[tuple[str, dict[str, tuple[float, float]], dict]],

@@ -27,6 +27,7 @@ EXPECTED_TABLES = [f"{n}.{e}" for n in ("main", "lodo", "domain_specific") for e
     "zero_shot.csv", "zero_shot.md"]
 EXPECTED_FIGURES = ["ndcg_vs_ratio.pdf", "domain_bars.pdf", "instructions.pdf", "lodo.pdf", "domain_transfer.pdf",
                     "alignment_curves.pdf", "cost_quality.pdf"]
+EXPECTED_PNGS = ["ndcg_vs_ratio.png"]  # the README's figure
 
 
 def score(method: str, task: str, *, ratio: float | None = None, inst: str = "on", seed: int | None = 1,
@@ -147,8 +148,10 @@ def test_make_all_writes_every_table_and_figure(built, capsys):
     for name in EXPECTED_FIGURES:
         pdf = figures / name
         assert pdf.is_file() and pdf.read_bytes().startswith(b"%PDF"), name
+    for name in EXPECTED_PNGS:
+        assert (figures / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n"), name
     produced = {p.name for files in written.values() for p in files}
-    assert produced == set(EXPECTED_TABLES) | set(EXPECTED_FIGURES)
+    assert produced == set(EXPECTED_TABLES) | set(EXPECTED_FIGURES) | set(EXPECTED_PNGS)
     assert not list((results / "tables").glob(".*.tmp")) and not list(figures.glob(".*.tmp"))
 
 
@@ -247,6 +250,33 @@ def test_rerun_is_byte_identical_and_pdfs_have_no_timestamp(built, tmp_path):
     for name in EXPECTED_FIGURES:
         data = (figures / name).read_bytes()
         assert b"CreationDate" not in data and b"ModDate" not in data, name
+
+
+def _png_chunks(data: bytes) -> list[bytes]:
+    """Chunk types of a PNG file, in order."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, kinds = 8, []
+    while pos < len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kinds.append(data[pos + 4:pos + 8])
+        pos += 12 + length
+    return kinds
+
+
+def test_readme_png_is_byte_stable_and_carries_no_metadata(built, tmp_path):
+    results, figures, _ = built
+    written = report.figure_ndcg_vs_ratio(results, tmp_path / "again")
+    assert [p.name for p in written] == ["ndcg_vs_ratio.pdf", "ndcg_vs_ratio.png"]
+    png = (tmp_path / "again" / "ndcg_vs_ratio.png").read_bytes()
+    assert png == (figures / "ndcg_vs_ratio.png").read_bytes()
+    kinds = _png_chunks(png)
+    # No Software text, no modification time: nothing but the image and its physical size.
+    assert not {b"tEXt", b"iTXt", b"zTXt", b"tIME"} & set(kinds), kinds
+    assert kinds[0] == b"IHDR" and kinds[-1] == b"IEND"
+    # Other data give other pixels (the file is not a constant).
+    changed = write_results(tmp_path / "other", seeds=(1,))
+    report.figure_ndcg_vs_ratio(changed, tmp_path / "other_figs")
+    assert (tmp_path / "other_figs" / "ndcg_vs_ratio.png").read_bytes() != png
 
 
 def test_missing_inputs_raise_clear_errors_and_make_all_reports_skips(tmp_path, capsys):
