@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -23,10 +24,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from era_core import paths
-from era_core.cache import embed_texts
+from era_core.cache import CacheCorruptionWarning, embed_texts
 from era_core.data import DOMAINS, Task, load_tasks
 from era_core.errors import EraError, ParamsError
-from era_core.io import dumps_json, read_json, write_json
+from era_core.io import dumps_json, read_json, sha256_file, write_json
 from era_core.metrics import evaluate
 from era_core.params import parse_pairs, resolve_tasks, split_csv
 from era_core.retrieval import run_from_topk, topk_search
@@ -103,6 +104,27 @@ def load_units(setup: Setup) -> list[Task]:
 def unit_task(unit: Task) -> str:
     """The task a unit belongs to (a sub-split is named ``task/sub``)."""
     return unit.name.split("/", 1)[0]
+
+
+def unit_fingerprint(unit: Task) -> str:
+    """SHA-256 of what a unit feeds a run: its name, domain, queries, instructions, qrels, document ids and texts.
+
+    Order is kept wherever it matters downstream (query order drives the split, document order the
+    corpus rows), so a rebuilt benchmark that keeps task names but changes any label or text gets a
+    new run key instead of serving an old ``summary.json``.
+    """
+    h = hashlib.sha256()
+    parts = (unit.name, unit.domain, list(unit.queries.items()), list(unit.instructions.items()),
+             list(unit.qrels.items()), list(unit.corpus.items()))
+    for part in parts:
+        h.update(json.dumps(part, sort_keys=True, ensure_ascii=False).encode("utf-8"))
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def unit_fingerprints(units: Iterable[Task]) -> dict[str, str]:
+    """``{unit name: unit_fingerprint}`` of each unit, in the given order."""
+    return {u.name: unit_fingerprint(u) for u in units}
 
 
 # ---------------------------------------------------------------- embeddings
@@ -251,16 +273,37 @@ def config_hash(obj: Any) -> str:
     return hashlib.sha256(dumps_json(obj).encode()).hexdigest()[:16]
 
 
+def per_task_sample(units: list[Task], samples_per_task: int, seed: int) -> list[tuple[Task, list[int]]]:
+    """Phase 1's document sample, drawn per *task* as in the reference: a multi-split task's sub-split
+    corpora are pooled (in unit order) and sampled once; returns ``(unit, rows of that unit's corpus)``
+    pairs, rows in sample order, units without sampled rows left out. Single-split tasks get exactly
+    ``alignment_sample``'s rows."""
+    from era_core.train import alignment_sample
+
+    by_task: dict[str, list[Task]] = {}
+    for u in units:
+        by_task.setdefault(unit_task(u), []).append(u)
+    samples = alignment_sample([sum(len(u.corpus) for u in us) for us in by_task.values()], samples_per_task, seed=seed)
+    out: list[tuple[Task, list[int]]] = []
+    for members, rows in zip(by_task.values(), samples):
+        start = 0
+        for u in members:
+            stop = start + len(u.corpus)
+            mine = [r - start for r in rows if start <= r < stop]
+            if mine:
+                out.append((u, mine))
+            start = stop
+    return out
+
+
 def alignment_pairs(units: list[Task], setup: Setup, samples_per_task: int, eval_ratio: float, seed: int):
     """Encode only the sampled documents with the large model (spec §9.11) and pair them with small-model vectors."""
-    from era_core.train import alignment_holdout, alignment_sample
+    from era_core.train import alignment_holdout
 
-    samples = alignment_sample([len(u.corpus) for u in units], samples_per_task, seed=seed)
     xs, ys = [], []
     large = get_encoder(setup.large_model, setup)
-    for unit, rows in tqdm(list(zip(units, samples)), desc="alignment sample", disable=not setup.progress):
-        if not rows:
-            continue
+    for unit, rows in tqdm(per_task_sample(units, samples_per_task, seed), desc="alignment sample",
+                           disable=not setup.progress):
         # When the zero-shot run already encoded this corpus with the large model, index it instead of
         # encoding the sample again; otherwise only the sample goes through the large model.
         full = embed_texts(large, list(unit.corpus.values()), role="document", lookup_only=True)
@@ -298,14 +341,19 @@ def label_config(p: dict[str, Any], train_ratio: float, seed: int, device: str):
 
 #: Modules whose code decides a trained adapter or its scores; their source is part of every run key,
 #: so editing them reruns the affected runs instead of serving stale results.
-_CODE_MODULES = ("adapter", "negatives", "train", "splits", "retrieval", "metrics", "experiments")
+_CODE_MODULES = ("adapter", "negatives", "train", "splits", "retrieval", "metrics", "experiments", "data")
+#: Packages hashed whole: the offline builders decide which texts and labels a task holds.
+_CODE_PACKAGES = ("offline",)
 
 
 def code_version() -> str:
-    """Hash of the sources that produce adapters and scores (part of run and Phase 1 cache keys)."""
+    """Hash of the sources that produce data, adapters and scores (part of run and Phase 1 cache keys)."""
+    here = Path(__file__).parent
+    files = [here / f"{name}.py" for name in _CODE_MODULES]
+    files += [f for pkg in _CODE_PACKAGES for f in sorted((here / pkg).rglob("*.py"))]
     h = hashlib.sha256()
-    for name in _CODE_MODULES:
-        h.update((Path(__file__).parent / f"{name}.py").read_bytes())
+    for f in files:
+        h.update(f.relative_to(here).as_posix().encode() + b"\x00" + f.read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -321,7 +369,7 @@ def train_alignment_cached(units: list[Task], setup: Setup, cfg) -> tuple[Any, d
     from era_core.adapter import load_adapter, save_adapter
     from era_core.train import train_alignment
 
-    key_obj = {"phase": "alignment", "config": asdict(cfg), "units": [u.name for u in units],
+    key_obj = {"phase": "alignment", "config": asdict(cfg), "units": unit_fingerprints(units),
                "benchmark": setup.benchmark, "encoders": _encoder_identity(setup), "code": code_version()}
     key_obj["config"].pop("device", None)
     key = config_hash(key_obj)
@@ -330,7 +378,12 @@ def train_alignment_cached(units: list[Task], setup: Setup, cfg) -> tuple[Any, d
     if weights.exists() and meta_path.exists():
         meta = read_json(meta_path)
         if meta.get("key") == key:
-            return load_adapter(weights), meta
+            # Like embeddings, a cached Phase 1 adapter is served only when its bytes match the checksum
+            # recorded when it was written; a damaged file is retrained, not trusted.
+            if meta.get("adapter_sha256") == sha256_file(weights):
+                return load_adapter(weights), meta
+            warnings.warn(f"Phase 1 adapter {weights} does not match its recorded SHA-256; retraining it",
+                          CacheCorruptionWarning, stacklevel=2)
     x_tr, y_tr, x_ev, y_ev = alignment_pairs(units, setup, cfg.samples_per_task, cfg.eval_ratio, cfg.seed)
     result = train_alignment(x_tr, y_tr, x_ev, y_ev, cfg, progress=setup.progress)
     meta = {"key": key, "config": key_obj, "history": result.history, "best_epoch": result.best_epoch,
@@ -338,6 +391,7 @@ def train_alignment_cached(units: list[Task], setup: Setup, cfg) -> tuple[Any, d
             "eval_cosine": result.eval_cosine, "num_train_texts": int(len(x_tr)), "num_eval_texts": int(len(x_ev)),
             "in_dim": int(x_tr.shape[1]), "out_dim": int(y_tr.shape[1])}
     save_adapter(result.adapter, weights, {"key": key})
+    meta["adapter_sha256"] = sha256_file(weights)
     write_json(meta_path, meta)  # written last: its presence marks a complete entry
     return result.adapter, meta
 
@@ -402,6 +456,13 @@ class EmbeddingPool:
     def __init__(self, setup: Setup, units: list[Task]):
         self.setup, self.units = setup, units
         self._by_setting: dict[bool, list] = {}
+        self._fingerprints: dict[str, str] | None = None
+
+    def fingerprints(self) -> dict[str, str]:
+        """Content hash of every unit (computed once per pool: units are not modified after loading)."""
+        if self._fingerprints is None:
+            self._fingerprints = unit_fingerprints(self.units)
+        return self._fingerprints
 
     def get(self, use_instructions: bool) -> list:
         """Embeddings of every unit for one instruction setting (cache-backed)."""
@@ -412,8 +473,13 @@ class EmbeddingPool:
 
 def run_job(protocol: str, method: str, *, seed: int, train_ratio: float, use_instructions: bool,
             train_names: list[str], pool: EmbeddingPool, p: dict[str, Any], results: Path,
-            label: dict[str, Any] | None = None, extra_meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train ``method`` on the units named ``train_names`` and score every unit of the pool; resumable.
+            label: dict[str, Any] | None = None, extra_meta: dict[str, Any] | None = None,
+            eval_names: list[str] | None = None) -> dict[str, Any]:
+    """Train ``method`` on the units named ``train_names`` and score the units ``eval_names`` (default: every
+    unit of the pool); resumable.
+
+    The run key holds a content hash of every unit it trains or scores on (``unit_fingerprint``), so
+    changed data never serves an old result.
 
     Returns the run's summary: two scopes, ``test`` (every unit on its test split, comparable across
     methods and protocols) and ``protocol`` (training units on their test split, unseen units on all
@@ -423,9 +489,16 @@ def run_job(protocol: str, method: str, *, seed: int, train_ratio: float, use_in
 
     setup = pool.setup
     label = label or {}
+    eval_set = set(eval_names) if eval_names is not None else {u.name for u in pool.units}
+    unknown = (set(train_names) | eval_set) - {u.name for u in pool.units}
+    if unknown:
+        raise EraError(f"units {sorted(unknown)} are not in the pool; this is a bug in the protocol setup")
+    eval_units = [u for u in pool.units if u.name in eval_set]
+    fingerprints = pool.fingerprints()
     cfg_obj = {
         "protocol": protocol, "method": method, "seed": seed, "train_ratio": train_ratio,
-        "instructions": use_instructions, "train_units": train_names, "eval_units": [u.name for u in pool.units],
+        "instructions": use_instructions, "train_units": {n: fingerprints[n] for n in train_names},
+        "eval_units": {u.name: fingerprints[u.name] for u in eval_units},
         "params": {k: v for k, v in p.items() if k not in ("progress", "seeds", "methods", "train_ratios",
                                                            "instruction_settings", "domains", "device")},
         "encoders": _encoder_identity(setup), "code": code_version(), **label,
@@ -438,24 +511,21 @@ def run_job(protocol: str, method: str, *, seed: int, train_ratio: float, use_in
     if done is not None:
         return done
 
-    embs = pool.get(use_instructions)
-    by_name = {te.name: te for te in embs}
-    missing = [n for n in train_names if n not in by_name]
-    if missing:
-        raise EraError(f"training units {missing} are not in the evaluation pool; this is a bug in the protocol setup")
+    by_name = {te.name: te for te in pool.get(use_instructions)}
+    embs = [by_name[u.name] for u in eval_units]
     train_embs = [by_name[n] for n in train_names]
     train_units = [u for u in pool.units if u.name in set(train_names)]
     t0 = time.perf_counter()
     adapter, meta = train_method(method, train_embs, train_units, setup, p, train_ratio, seed)
     elapsed = time.perf_counter() - t0
 
-    unit_domain = {u.name: u.domain for u in pool.units}
+    unit_domain = {u.name: u.domain for u in eval_units}
     query_side = "small" if method == "small_adapter" else "large"
     per_query = apply_and_score(adapter, embs, query_side=query_side, unit_domain=unit_domain)
     split_test = test_qids(embs, seed, p["val_ratio"], p["eval_ratio"])
     trained_test = meta.get("label_result", {}) or {}
     trained_test = trained_test.get("eval_query_ids_per_task") or {n: split_test[n] for n in train_names}
-    for n in train_names:
+    for n in (n for n in train_names if n in eval_set):
         if sorted(trained_test[n]) != sorted(split_test[n]):
             raise EraError(f"the trainer's test split of {n} differs from the evaluator's; refusing to score leaked queries")
     keep_protocol = {u: (split_test[u] if u in set(train_names) else list(per_query[u])) for u in per_query}
@@ -503,11 +573,15 @@ def split_timing(obj: Any) -> tuple[Any, dict[str, float]]:
     return walk(obj, ""), found
 
 
-def select_label_lr(pool: EmbeddingPool, p: dict[str, Any], results: Path, methods: list[str]) -> dict[str, Any]:
+def select_label_lr(pool: EmbeddingPool, p: dict[str, Any], results: Path, methods: list[str],
+                    train_names: list[str] | None = None, fold: dict[str, str] | None = None) -> dict[str, Any]:
     """Pick Phase 2's learning rate per method from ``label_lr_grid`` by the pooled validation loss.
 
-    Uses the smallest train ratio (or ``train_ratio``), the first seed and the first instruction
-    setting; the test split is never looked at. Returns ``{method: {"grid": {lr: val_loss}, "chosen": lr}}``.
+    Trains on ``train_names`` only (default: every unit) and scores nothing else, so a fold's
+    held-out units never enter its selection; ``fold`` (e.g. ``{"held_out": "code"}``) names the fold
+    in the run ids. Uses the smallest train ratio (or ``train_ratio``), the first seed and the first
+    instruction setting; the test split is never looked at. Returns
+    ``{method: {"grid": {lr: val_loss}, "chosen": lr, "units": [...], ...}}``.
     """
     grid = [float(x) for x in split_csv(p.get("label_lr_grid", ""))]
     if not grid:
@@ -515,23 +589,27 @@ def select_label_lr(pool: EmbeddingPool, p: dict[str, Any], results: Path, metho
     ratio = min(map(float, split_csv(p["train_ratios"]))) if "train_ratios" in p else p["train_ratio"]
     seed = int(split_csv(p["seeds"])[0])
     inst = split_csv(p.get("instruction_settings", "on" if p.get("use_instructions", True) else "off"))[0] == "on"
-    names = [u.name for u in pool.units]
+    names = list(train_names) if train_names is not None else [u.name for u in pool.units]
+    fold = fold or {}
     out: dict[str, Any] = {}
     for method in methods:
         if method == "alignment_only":
             continue
         losses = {}
         for lr in grid:
+            label = {**fold, "lr": f"{lr:g}"}
             run_job("lr_selection", method, seed=seed, train_ratio=ratio, use_instructions=inst, train_names=names,
-                    pool=pool, p={**p, "label_lr": lr, "label_lr_grid": ""}, results=results, label={"lr": f"{lr:g}"})
-            meta = read_json(run_dir(results, "lr_selection", _run_id(method, inst, ratio, seed, {"lr": f"{lr:g}"})) / "era_meta.json")
+                    pool=pool, p={**p, "label_lr": lr, "label_lr_grid": ""}, results=results, label=label,
+                    eval_names=names)
+            meta = read_json(run_dir(results, "lr_selection", _run_id(method, inst, ratio, seed, label)) / "era_meta.json")
             val = (meta.get("label_result") or {}).get("best_val_loss")
             if val is None:
                 raise EraError(f"cannot select label_lr for {method}: the runs have no validation queries; set label_lr_grid ''")
             losses[f"{lr:g}"] = val
         chosen = min(losses, key=lambda k: (losses[k], float(k)))
         out[method] = {"grid": losses, "chosen": float(chosen), "train_ratio": ratio, "seed": seed,
-                       "instructions": "on" if inst else "off", "criterion": "best pooled validation InfoNCE loss"}
+                       "instructions": "on" if inst else "off", "criterion": "best pooled validation InfoNCE loss",
+                       "units": names, **({"fold": fold} if fold else {})}
     return out
 
 
@@ -566,10 +644,14 @@ def _per_domain(protocol: str, pool: EmbeddingPool, p: dict[str, Any], results: 
                 label_key: str, trains_on: Callable[[str, str], bool]) -> list[dict[str, Any]]:
     """One adapter per (domain, method, seed), trained on the units ``trains_on(unit_domain, domain)`` selects."""
     out = []
-    selection = select_label_lr(pool, p, results, split_csv(p["methods"]))
-    jobs = [(d, m, s) for d in domains for s in map(int, split_csv(p["seeds"])) for m in split_csv(p["methods"])]
+    methods = split_csv(p["methods"])
+    fold_units = {d: [u.name for u in pool.units if trains_on(u.domain, d)] for d in domains}
+    # Selection per fold, on that fold's training units only: the held-out domain never chooses the lr.
+    selections = {d: select_label_lr(pool, p, results, methods, train_names=fold_units[d], fold={label_key: d})
+                  for d in domains}
+    jobs = [(d, m, s) for d in domains for s in map(int, split_csv(p["seeds"])) for m in methods]
     for domain, method, seed in tqdm(jobs, desc=protocol, disable=not pool.setup.progress):
-        names = [u.name for u in pool.units if trains_on(u.domain, domain)]
+        names, selection = fold_units[domain], selections[domain]
         out.append(run_job(protocol, method, seed=seed, train_ratio=p["train_ratio"],
                            use_instructions=p["use_instructions"], train_names=names, pool=pool,
                            p=method_params(p, method, selection), results=results, label={label_key: domain},
@@ -665,6 +747,10 @@ def encoder_pair_study(p: dict[str, Any], results: Path) -> list[dict[str, Any]]
         pool = EmbeddingPool(setup, load_units(setup))
         unit_domain = {u.name: u.domain for u in pool.units}
         pair = f"{large}>{small}"
+        pair_p = {**p, "large_model": large, "small_model": small}
+        pair_label = {"pair": pair.replace(">", "-to-")}
+        # Each pair picks its own Phase 2 lr by validation loss, as 03_training does (never by test scores).
+        selection = select_label_lr(pool, pair_p, results, split_csv(p["methods"]), fold=pair_label)
         for inst in split_csv(p["instruction_settings"]):
             on = inst == "on"
             embs = pool.get(on)
@@ -683,8 +769,9 @@ def encoder_pair_study(p: dict[str, Any], results: Path) -> list[dict[str, Any]]
                 for method in split_csv(p["methods"]):
                     for ratio in map(float, split_csv(p["train_ratios"])):
                         s = run_job("encoder_pairs", method, seed=seed, train_ratio=ratio, use_instructions=on,
-                                    train_names=[u.name for u in pool.units], pool=pool, p={**p, "large_model": large,
-                                    "small_model": small}, results=results, label={"pair": pair.replace(">", "-to-")})
+                                    train_names=[u.name for u in pool.units], pool=pool,
+                                    p=method_params(pair_p, method, selection), results=results, label=pair_label,
+                                    extra_meta={"label_lr_selection": selection.get(method)})
                         t = s["scopes"]["test"]
                         rows.append({"pair": pair, "instructions": inst, "seed": seed, "method": method,
                                      "train_ratio": ratio, "overall": t["overall"]["ndcg@10"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -95,3 +96,12 @@ def save_npy(path: Path | str, array: np.ndarray) -> Path:
             np.save(fh, array, allow_pickle=False)
 
     return atomic_write(path, _w)
+
+
+def sha256_file(path: Path | str, chunk: int = 1 << 22) -> str:
+    """SHA-256 hex digest of a file's bytes, read in chunks (never memoised: it is an integrity check)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()

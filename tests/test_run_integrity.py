@@ -1,0 +1,183 @@
+"""Runs that stay honest: per-fold lr selection, data-keyed results, per-task Phase 1 samples, checksummed adapters."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import random
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+
+from era_core import experiments as ex
+from era_core.cache import CacheCorruptionWarning
+from era_core.data import Task
+from era_core.io import read_json
+from era_core.params import SCHEMAS, validate
+from era_core.train import alignment_sample
+
+
+@pytest.fixture(scope="module")
+def pool_and_params():
+    # The smoke profile's asymmetric pair on two tasks of two domains (medical, academic).
+    p = validate("03_training", {k: v.default for k, v in SCHEMAS["03_training"].items()}
+                 | {"large_model": "minilm-l6", "small_model": "minilm-l3-onnx", "progress": False,
+                    "align_epochs": 3, "label_epochs": 4, "tasks": "HPO-Synonyms,SymPy-API",
+                    "label_lr_grid": "1e-4,1e-3", "seeds": "42", "train_ratios": "0.2"})
+    setup = ex.Setup.from_params(p)
+    units = ex.load_units(setup)
+    assert {u.domain for u in units} == {"medical", "academic"}
+    return ex.EmbeddingPool(setup, units), p
+
+
+def _poisoned_pool(pool: ex.EmbeddingPool, domain: str) -> ex.EmbeddingPool:
+    """A copy of ``pool`` whose ``domain`` units have NaN query vectors (large and small) in both settings."""
+    out = ex.EmbeddingPool(pool.setup, pool.units)
+    for setting in (True, False):
+        embs = []
+        for te in pool.get(setting):
+            if te.domain == domain:
+                te = dataclasses.replace(te, q_large=np.full_like(te.q_large, np.nan),
+                                         q_small=np.full_like(te.q_small, np.nan))
+            embs.append(te)
+        out._by_setting[setting] = embs
+    return out
+
+
+def test_fold_selection_never_sees_the_held_out_domain(pool_and_params, tmp_path):
+    pool, p = pool_and_params
+    fold_units = [u.name for u in pool.units if u.domain != "medical"]
+    clean = ex.select_label_lr(pool, p, tmp_path / "clean", ["era", "small_adapter"],
+                               train_names=fold_units, fold={"held_out": "medical"})
+    poisoned = ex.select_label_lr(_poisoned_pool(pool, "medical"), p, tmp_path / "poisoned", ["era", "small_adapter"],
+                                  train_names=fold_units, fold={"held_out": "medical"})
+    assert poisoned == clean
+    assert clean["era"]["units"] == fold_units == ["SymPy-API"]
+    assert clean["era"]["fold"] == {"held_out": "medical"}
+    # and nothing outside the fold was trained or scored during selection
+    for summary in (tmp_path / "poisoned").rglob("summary.json"):
+        assert set(read_json(summary)["scopes"]["test"]["per_task"]) == {"SymPy-API"}
+
+
+def test_lodo_records_its_fold_selection_in_era_meta(pool_and_params, tmp_path):
+    pool, p = pool_and_params
+    q = {**p, "methods": "small_adapter", "train_ratio": 0.2, "use_instructions": True, "domains": "medical"}
+    [summary] = ex.lodo(pool, q, tmp_path, ["medical"])
+    assert summary["train_units"] == ["SymPy-API"]
+    meta = read_json(next((tmp_path / "runs" / "lodo").glob("*/era_meta.json")))
+    assert meta["label_lr_selection"]["units"] == ["SymPy-API"]
+    assert meta["label_lr_selection"]["fold"] == {"held_out": "medical"}
+
+
+def test_selection_losses_are_the_runs_validation_losses(pool_and_params, tmp_path):
+    pool, p = pool_and_params
+    sel = ex.select_label_lr(pool, p, tmp_path, ["small_adapter"])["small_adapter"]
+    embs = pool.get(True)
+    for lr_text, loss in sel["grid"].items():
+        _, meta = ex.train_method("small_adapter", embs, pool.units, pool.setup,
+                                  {**p, "label_lr": float(lr_text), "label_lr_grid": ""}, 0.2, 42)
+        assert loss == pytest.approx(meta["label_result"]["best_val_loss"], rel=1e-6)
+    assert sel["chosen"] == float(min(sel["grid"], key=sel["grid"].get))
+    assert sel["units"] == [u.name for u in pool.units]
+
+
+def _with_changed_label(units: list[Task]) -> list[Task]:
+    changed = copy.deepcopy(units)
+    qid = next(iter(changed[0].qrels))
+    doc = next(d for d in changed[0].corpus if d not in changed[0].qrels[qid])
+    changed[0].qrels[qid][doc] = 1
+    return changed
+
+
+def test_a_changed_label_reruns_the_run(pool_and_params, tmp_path, monkeypatch):
+    pool, p = pool_and_params
+    names = [u.name for u in pool.units]
+    q = {**p, "label_lr_grid": ""}
+    first = ex.run_job("in_domain", "small_adapter", seed=42, train_ratio=0.2, use_instructions=True,
+                       train_names=names, pool=pool, p=q, results=tmp_path)
+    calls = []
+    real = ex.train_method
+    monkeypatch.setattr(ex, "train_method", lambda *a, **k: calls.append(1) or real(*a, **k))
+    same = ex.run_job("in_domain", "small_adapter", seed=42, train_ratio=0.2, use_instructions=True,
+                      train_names=names, pool=ex.EmbeddingPool(pool.setup, copy.deepcopy(pool.units)), p=q,
+                      results=tmp_path)
+    assert same == first and calls == []          # equal data (a fresh copy): served from the finished run
+    changed = ex.EmbeddingPool(pool.setup, _with_changed_label(pool.units))
+    again = ex.run_job("in_domain", "small_adapter", seed=42, train_ratio=0.2, use_instructions=True,
+                       train_names=names, pool=changed, p=q, results=tmp_path)
+    assert calls == [1]
+    assert again["config_key"] != first["config_key"]
+
+
+def test_unit_fingerprint_sees_every_field():
+    base = Task("T", "code", queries={"q1": "a", "q2": "b"}, instructions={"q1": "i"},
+                qrels={"q1": {"d1": 1}, "q2": {"d2": 2}}, corpus={"d1": "x", "d2": "y"})
+    fp = ex.unit_fingerprint(base)
+    variants = [
+        dataclasses.replace(base, queries={"q1": "a!", "q2": "b"}),
+        dataclasses.replace(base, instructions={"q1": "j"}),
+        dataclasses.replace(base, qrels={"q1": {"d1": 2}, "q2": {"d2": 2}}),
+        dataclasses.replace(base, qrels={"q2": {"d2": 2}, "q1": {"d1": 1}}),   # query order drives the split
+        dataclasses.replace(base, corpus={"d1": "x", "d2": "z"}),
+        dataclasses.replace(base, corpus={"d2": "y", "d1": "x"}),              # corpus order gives the rows
+        dataclasses.replace(base, domain="legal"),
+    ]
+    fps = [ex.unit_fingerprint(v) for v in variants]
+    assert fp == ex.unit_fingerprint(copy.deepcopy(base))
+    assert len({fp, *fps}) == len(variants) + 1
+
+
+def test_code_version_covers_data_and_the_offline_builders(tmp_path, monkeypatch):
+    pkg = tmp_path / "era_core"
+    shutil.copytree(ex.paths.ROOT / "era_core", pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(ex, "__file__", str(pkg / "experiments.py"))
+    base = ex.code_version()
+    for rel in ("data.py", "offline/common.py"):
+        f = pkg / rel
+        original = f.read_bytes()
+        f.write_bytes(original + b"\n# edited\n")
+        assert ex.code_version() != base, rel
+        f.write_bytes(original)
+    assert ex.code_version() == base
+
+
+def _unit(name: str, n_docs: int) -> Task:
+    return Task(name, "code", corpus={f"{name}-d{i}": f"text {i}" for i in range(n_docs)})
+
+
+def test_phase1_sample_is_drawn_per_task_across_sub_splits():
+    units = [_unit("Multi/a", 5), _unit("Multi/b", 7), _unit("Single", 9)]
+    got = ex.per_task_sample(units, samples_per_task=4, seed=3)
+    pooled = random.Random(3).sample(range(12), 4)      # the reference samples the merged pool once
+    want_a = [r for r in pooled if r < 5]
+    want_b = [r - 5 for r in pooled if r >= 5]
+    expected = [(n, rows) for n, rows in (("Multi/a", want_a), ("Multi/b", want_b)) if rows]
+    expected.append(("Single", alignment_sample([9], 4, seed=3)[0]))
+    assert [(u.name, rows) for u, rows in got] == expected
+    assert sum(len(rows) for _, rows in got) == 8          # 4 per task, not 4 per sub-split
+
+
+def test_single_split_tasks_keep_the_reference_sample():
+    units = [_unit("A", 30), _unit("B", 3)]
+    got = ex.per_task_sample(units, samples_per_task=10, seed=42)
+    assert [rows for _, rows in got] == alignment_sample([30, 3], 10, seed=42)
+
+
+def test_damaged_phase1_adapter_is_retrained(pool_and_params, monkeypatch, tmp_path):
+    pool, p = pool_and_params
+    monkeypatch.setattr(ex.paths, "ADAPTER_CACHE", tmp_path / "adapters")
+    cfg = ex.align_config(p, 42, "cpu")
+    adapter, meta = ex.train_alignment_cached(pool.units, pool.setup, cfg)
+    weights = next((tmp_path / "adapters").rglob("adapter.safetensors"))
+    assert meta["adapter_sha256"]
+    blob = bytearray(weights.read_bytes())
+    blob[-3] ^= 0x01                                     # a flipped bit inside the tensor data: still loadable
+    weights.write_bytes(bytes(blob))
+    with pytest.warns(CacheCorruptionWarning, match="SHA-256"):
+        again, _ = ex.train_alignment_cached(pool.units, pool.setup, cfg)
+    assert np.array_equal(again.proj.weight.detach().numpy(), adapter.proj.weight.detach().numpy())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheCorruptionWarning)   # repaired: a clean hit now
+        ex.train_alignment_cached(pool.units, pool.setup, cfg)
