@@ -16,6 +16,9 @@ The values equal those of trec_eval as exposed by pytrec_eval (`ndcg_cut_k`, `re
   qrels query missing from the run is absent from the result, not 0, unless
   `missing_as_zero=True`. A run query with an empty result dict is evaluated (all zeros).
 - MRR and MAP use the whole run as given; the caller truncates it (e.g. to the top 100).
+
+Per-query values only: their means over tasks and domains are `experiments.summarise`'s job
+(the one aggregation the results use).
 """
 
 from __future__ import annotations
@@ -279,69 +282,3 @@ def _string_ranks(strings: list[str]) -> np.ndarray:
     ranks = np.empty(len(strings), dtype=np.int64)
     ranks[np.argsort(arr)] = np.arange(len(strings), dtype=np.int64)
     return ranks
-
-
-def mean_metrics(per_query: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
-    """Mean of each metric over the queries (the metric set must be the same for every query)."""
-    if not per_query:
-        raise DataError("mean_metrics got no queries; evaluate a run that shares queries with the qrels.")
-    rows = list(per_query.values())
-    names = list(rows[0])
-    for q, row in per_query.items():
-        if set(row) != set(names):
-            raise DataError(
-                f"query {q!r} has metrics {sorted(row)}, expected {sorted(names)}; evaluate all queries alike."
-            )
-    return {m: float(np.mean([row[m] for row in rows])) for m in names}
-
-
-def macro_average(
-    per_task: Mapping[str, Mapping[str, float]], weights: Mapping[str, float] | None = None
-) -> dict[str, float]:
-    """Mean of each metric over tasks: unweighted, or weighted by `weights[task]` (e.g. query counts)."""
-    if not per_task:
-        raise DataError("macro_average got no tasks; pass at least one task's mean metrics.")
-    tasks = list(per_task)
-    names = list(per_task[tasks[0]])
-    for t in tasks:
-        if set(per_task[t]) != set(names):
-            raise DataError(f"task {t!r} has metrics {sorted(per_task[t])}, expected {sorted(names)}.")
-    if weights is None:
-        w = np.ones(len(tasks), dtype=np.float64)
-    else:
-        missing = [t for t in tasks if t not in weights]
-        if missing:
-            raise ParamsError(f"weights lack tasks {missing}; give a weight for every task in per_task.")
-        w = np.array([float(weights[t]) for t in tasks], dtype=np.float64)
-        if (w < 0).any() or not np.isfinite(w).all() or w.sum() <= 0:
-            raise ParamsError(
-                f"weights must be finite, non-negative and not all zero, got {dict(zip(tasks, w.tolist()))}."
-            )
-    return {m: float(np.dot(w, [per_task[t][m] for t in tasks]) / w.sum()) for m in names}
-
-
-def aggregate_by_domain(
-    per_task_metrics: Mapping[str, Mapping[str, float]],
-    task_domain: Mapping[str, str],
-    n_queries: Mapping[str, int] | None = None,
-) -> dict[str, object]:
-    """Per-domain and overall task averages of per-task mean metrics.
-
-    Returns `{"domains": {domain: {metric: macro mean over the domain's tasks}},
-    "n_tasks": {domain: count}, "macro": {metric: unweighted mean over all tasks},
-    "weighted": {metric: mean weighted by n_queries} or None when n_queries is None}`.
-    Domains are sorted by name. `macro` is ERA's average; `weighted` is MAIR's official one.
-    """
-    unknown = [t for t in per_task_metrics if t not in task_domain]
-    if unknown:
-        raise ParamsError(f"tasks {unknown} have no domain in task_domain; add them to the task -> domain map.")
-    by_domain: dict[str, dict[str, Mapping[str, float]]] = {}
-    for t, m in per_task_metrics.items():
-        by_domain.setdefault(task_domain[t], {})[t] = m
-    domains = {d: macro_average(by_domain[d]) for d in sorted(by_domain)}
-    return {
-        "domains": domains,
-        "n_tasks": {d: len(by_domain[d]) for d in sorted(by_domain)},
-        "macro": macro_average(per_task_metrics),
-        "weighted": None if n_queries is None else macro_average(per_task_metrics, weights=n_queries),
-    }

@@ -1,4 +1,4 @@
-"""era_core.metrics equals trec_eval (through pytrec_eval) per query, and aggregates correctly."""
+"""era_core.metrics equals trec_eval (through pytrec_eval) per query; its means (experiments.summarise) equal ir_measures."""
 
 from __future__ import annotations
 
@@ -12,14 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from era_core.errors import DataError, ParamsError
-from era_core.metrics import (
-    aggregate_by_domain,
-    evaluate,
-    macro_average,
-    mean_metrics,
-    metric_names,
-    missing_queries,
-)
+from era_core.experiments import summarise
+from era_core.metrics import evaluate, metric_names, missing_queries
 
 TOL = 1e-9
 
@@ -58,12 +52,13 @@ def test_vector_ir_measures_readme():
     ours = assert_matches_reference(qrels, run)
     assert ours["Q0"]["ndcg@10"] == pytest.approx(0.6309297535714575, abs=1e-15)
     assert ours["Q1"]["ndcg@10"] == pytest.approx(1.0, abs=1e-15)
-    assert mean_metrics(ours)["ndcg@10"] == pytest.approx(0.8154648767857288, abs=1e-15)
-    # ir_measures is an independent front end; its aggregate must agree too.
+    # The results' aggregation (one task of two queries) against ir_measures, an independent front end.
+    overall = summarise({"t": ours}, {"t": "web"})["overall"]
+    assert overall["ndcg@10"] == pytest.approx(0.8154648767857288, abs=1e-15)
     agg = ir_measures.calc_aggregate([ir_measures.nDCG @ 10, ir_measures.RR, ir_measures.AP], qrels, run)
     assert agg[ir_measures.nDCG @ 10] == pytest.approx(0.8154648767857288, abs=1e-12)
-    assert agg[ir_measures.RR] == pytest.approx(mean_metrics(ours)["mrr"], abs=1e-12)
-    assert agg[ir_measures.AP] == pytest.approx(mean_metrics(ours)["map"], abs=1e-12)
+    assert agg[ir_measures.RR] == pytest.approx(overall["mrr"], abs=1e-12)
+    assert agg[ir_measures.AP] == pytest.approx(overall["map"], abs=1e-12)
 
 
 def test_vector_trec_eval_issue_22_ties_by_docno_descending():
@@ -234,56 +229,3 @@ def test_many_seeded_random_cases_match_pytrec_eval():
             run[q] = {d: rng.choice(TIE_SCORES) if rng.random() < 0.6 else rng.uniform(-3, 3) for d in docs}
         k_values = tuple(rng.sample(range(1, 15), rng.randint(1, 4)))
         assert_matches_reference(qrels, run, k_values)
-
-
-# --- aggregation ------------------------------------------------------------------------------
-
-
-def test_mean_metrics():
-    per_query = {
-        "a": {"ndcg@10": 1.0, "map": 0.5},
-        "b": {"ndcg@10": 0.0, "map": 0.25},
-        "c": {"ndcg@10": 0.5, "map": 0.0},
-    }
-    assert mean_metrics(per_query) == pytest.approx({"ndcg@10": 0.5, "map": 0.25}, abs=1e-15)
-    with pytest.raises(DataError):
-        mean_metrics({})
-    with pytest.raises(DataError, match="expected"):
-        mean_metrics({"a": {"ndcg@10": 1.0}, "b": {"map": 1.0}})
-
-
-def test_macro_average_unweighted_and_weighted():
-    per_task = {"t1": {"ndcg@10": 0.2}, "t2": {"ndcg@10": 0.6}, "t3": {"ndcg@10": 1.0}}
-    assert macro_average(per_task)["ndcg@10"] == pytest.approx(0.6, abs=1e-15)
-    weighted = macro_average(per_task, weights={"t1": 1, "t2": 2, "t3": 7})
-    assert weighted["ndcg@10"] == pytest.approx((0.2 + 1.2 + 7.0) / 10, abs=1e-15)
-    with pytest.raises(ParamsError, match="t3"):
-        macro_average(per_task, weights={"t1": 1, "t2": 1})
-    with pytest.raises(ParamsError):
-        macro_average(per_task, weights={"t1": 0, "t2": 0, "t3": 0})
-
-
-def test_aggregate_by_domain():
-    per_task = {
-        "a1": {"ndcg@10": 0.1},
-        "a2": {"ndcg@10": 0.3},
-        "m1": {"ndcg@10": 0.8},
-    }
-    domains = {"a1": "academic", "a2": "academic", "m1": "medical", "unused": "web"}
-    out = aggregate_by_domain(per_task, domains, n_queries={"a1": 10, "a2": 30, "m1": 60})
-    assert out["domains"]["academic"]["ndcg@10"] == pytest.approx(0.2, abs=1e-15)
-    assert out["domains"]["medical"]["ndcg@10"] == pytest.approx(0.8, abs=1e-15)
-    assert list(out["domains"]) == ["academic", "medical"]
-    assert out["n_tasks"] == {"academic": 2, "medical": 1}
-    assert out["macro"]["ndcg@10"] == pytest.approx(0.4, abs=1e-15)
-    assert out["weighted"]["ndcg@10"] == pytest.approx((1.0 + 9.0 + 48.0) / 100, abs=1e-15)
-    assert aggregate_by_domain(per_task, domains, None)["weighted"] is None
-    with pytest.raises(ParamsError, match="a2"):
-        aggregate_by_domain(per_task, {"a1": "academic", "m1": "medical"}, None)
-
-
-def test_aggregation_does_not_round():
-    per_task = {"t1": {"ndcg@10": 1 / 3}, "t2": {"ndcg@10": 1 / 7}}
-    value = macro_average(per_task)["ndcg@10"]
-    assert value == pytest.approx((1 / 3 + 1 / 7) / 2, abs=1e-16)
-    assert value != round(value, 5)
