@@ -12,22 +12,51 @@ from era_core.params import SCHEMAS, validate
 from era_core.splits import split_queries
 
 
-def test_summarise_macro_and_query_weighted():
-    per_query = {
-        "A": {"q1": {"ndcg@10": 1.0}, "q2": {"ndcg@10": 0.0}},          # task A (code): mean 0.5 over 2 queries
-        "B/s1": {"q1": {"ndcg@10": 1.0}},                                  # task B (web) has two sub-splits
-        "B/s2": {"q1": {"ndcg@10": 0.0}, "q9": {"ndcg@10": 0.0}, "q3": {"ndcg@10": 1.0}},
-    }
-    domains = {"A": "code", "B/s1": "web", "B/s2": "web"}
-    s = ex.summarise(per_query, domains)
-    assert s["per_task"]["A"]["ndcg@10"] == pytest.approx(0.5)
-    assert s["per_task"]["B"]["ndcg@10"] == pytest.approx(0.5)        # 2 of 4 queries across sub-splits
-    assert s["n_queries"] == {"A": 2, "B": 4}
-    assert s["overall"]["ndcg@10"] == pytest.approx(0.5)
-    assert s["per_domain"]["web"]["ndcg@10"] == pytest.approx(0.5)
-    kept = ex.summarise(per_query, domains, {"A": ["q1"], "B/s1": ["q1"], "B/s2": []})
-    assert kept["per_task"]["A"]["ndcg@10"] == 1.0 and kept["n_queries"] == {"A": 1, "B": 1}
-    assert kept["overall_query_weighted"]["ndcg@10"] == pytest.approx(1.0)
+def _rows(*pairs):
+    return {f"q{i}": {"ndcg@10": n, "mrr": m} for i, (n, m) in enumerate(pairs, start=1)}
+
+
+# Task B has two sub-splits; D (medical) is a unit without scored queries. Task values are means over
+# the task's queries across sub-splits: B = (0.9 + 0.3 + 0.0) / 3 = 0.4, not the mean of sub-split means.
+PER_QUERY = {
+    "A": _rows((1.0, 1.0), (0.0, 0.5)),          # code: 0.5, mrr 0.75 (2 queries)
+    "B/s1": _rows((0.9, 1.0)),                   # web
+    "B/s2": _rows((0.3, 0.5), (0.0, 0.25)),      # web: B = 0.4, mrr 1.75 / 3 (3 queries)
+    "C": _rows((0.1, 0.2)),                      # web: 0.1, mrr 0.2 (1 query)
+    "D": {},                                     # medical, empty
+}
+UNIT_DOMAIN = {"A": "code", "B/s1": "web", "B/s2": "web", "C": "web", "D": "medical"}
+
+
+def test_summarise_task_domain_and_overall_means_by_hand():
+    s = ex.summarise(PER_QUERY, UNIT_DOMAIN)
+    approx = lambda v: pytest.approx(v, abs=1e-15)  # noqa: E731
+    assert s["per_task"] == {"A": approx({"mrr": 0.75, "ndcg@10": 0.5}), "B": approx({"mrr": 1.75 / 3, "ndcg@10": 0.4}),
+                             "C": approx({"mrr": 0.2, "ndcg@10": 0.1})}
+    assert s["n_queries"] == {"A": 2, "B": 3, "C": 1}
+    assert s["task_domain"] == {"A": "code", "B": "web", "C": "web"}  # the empty task is not scored
+    # Domains in DOMAINS order, each the macro mean of its tasks; medical has no scored task.
+    assert list(s["per_domain"]) == ["code", "web"]
+    assert s["per_domain"]["code"] == approx({"mrr": 0.75, "ndcg@10": 0.5})
+    assert s["per_domain"]["web"] == approx({"mrr": (1.75 / 3 + 0.2) / 2, "ndcg@10": (0.4 + 0.1) / 2})
+    # overall: macro over tasks (not over domains, 0.375; not over queries, 2.3 / 6).
+    assert s["overall"] == approx({"mrr": (0.75 + 1.75 / 3 + 0.2) / 3, "ndcg@10": (0.5 + 0.4 + 0.1) / 3})
+    assert s["overall_query_weighted"] == approx({"mrr": (1.5 + 1.75 + 0.2) / 6, "ndcg@10": (1.0 + 1.2 + 0.1) / 6})
+    assert s["overall"]["ndcg@10"] != round(s["overall"]["ndcg@10"], 6)  # nothing is rounded
+
+
+def test_summarise_keeps_only_the_listed_queries():
+    # A keeps q2 (an unknown id is ignored), B keeps s2's two queries only, C and D are not listed: dropped.
+    keep = {"A": ["q2", "q-unknown"], "B/s1": [], "B/s2": ["q2", "q1"]}
+    s = ex.summarise(PER_QUERY, UNIT_DOMAIN, keep)
+    approx = lambda v: pytest.approx(v, abs=1e-15)  # noqa: E731
+    assert s["per_task"] == {"A": approx({"mrr": 0.5, "ndcg@10": 0.0}), "B": approx({"mrr": 0.375, "ndcg@10": 0.15})}
+    assert s["n_queries"] == {"A": 1, "B": 2}
+    assert s["per_domain"] == {"code": approx({"mrr": 0.5, "ndcg@10": 0.0}), "web": approx({"mrr": 0.375, "ndcg@10": 0.15})}
+    assert s["overall"] == approx({"mrr": 0.4375, "ndcg@10": 0.075})
+    assert s["overall_query_weighted"] == approx({"mrr": 1.25 / 3, "ndcg@10": 0.1})
+    nothing = ex.summarise(PER_QUERY, UNIT_DOMAIN, {})
+    assert nothing["per_task"] == {} and nothing["overall"] == {} and nothing["overall_query_weighted"] == {}
 
 
 def test_split_timing_moves_every_elapsed_field():
