@@ -1,0 +1,134 @@
+"""What machine a result came from: CPU model and ISA, BLAS, library versions, bf16 autocast.
+
+Results are byte-identical only within one CPU kernel family (the BLAS and oneDNN kernels pick
+their code path from the ISA), so every ``summary.json`` and the datasheet record
+:func:`describe`. Thread counts and file paths are left out on purpose: they change with the
+environment, not with the kernels, and would make identical results differ.
+
+``python -m era_core.hardware`` prints the description as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+from pathlib import Path
+from typing import Any
+
+UNKNOWN = "unknown"
+#: ISA flags that decide which matmul kernels run (and so which bits come out), in report order.
+ISA_FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx2")
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def parse_cpuinfo(text: str) -> dict[str, Any]:
+    """CPU model name and the :data:`ISA_FLAGS` of a ``/proc/cpuinfo`` text (first processor block)."""
+    model, flags = None, None
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            continue
+        key = key.strip()
+        # x86 says "model name"/"flags"; arm64 kernels say "Features" and may omit the model name.
+        if model is None and key in ("model name", "Model", "cpu model"):
+            model = value.strip() or None
+        elif flags is None and key in ("flags", "Features"):
+            flags = set(value.split())
+        if model is not None and flags is not None:
+            break
+    return {
+        "cpu_model": model or UNKNOWN,
+        "isa": {f: (f in flags) if flags is not None else UNKNOWN for f in ISA_FLAGS},
+    }
+
+
+def _cpu() -> dict[str, Any]:
+    """Model and ISA from /proc/cpuinfo on Linux; elsewhere what the platform says, the rest "unknown"."""
+    if CPUINFO.is_file():
+        try:
+            info = parse_cpuinfo(CPUINFO.read_text(errors="replace"))
+            info["cpu_source"] = str(CPUINFO)
+            return info
+        except OSError:
+            pass
+    model = platform.processor() or UNKNOWN
+    return {"cpu_model": model, "isa": {f: UNKNOWN for f in ISA_FLAGS}, "cpu_source": "platform.processor()"}
+
+
+def _blas() -> list[dict[str, Any]]:
+    """NumPy's BLAS (threadpoolctl): name, version, threading layer and the kernel it picked for this CPU.
+
+    Only libraries inside NumPy's own install (its wheel's ``numpy.libs``) are listed, so that a
+    BLAS that another package happened to load earlier (faiss, SciPy) cannot change the
+    description; a NumPy linked to a system BLAS has none there, and then every BLAS loaded is listed.
+    """
+    import numpy
+    from threadpoolctl import threadpool_info
+
+    site = Path(numpy.__file__).resolve().parent.parent
+    own = (site / "numpy", site / "numpy.libs")
+    pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+    mine = [p for p in pools if any(Path(p.get("filepath") or "").resolve().is_relative_to(d) for d in own)]
+    out = [{
+        "library": pool.get("internal_api") or UNKNOWN,
+        "prefix": pool.get("prefix") or UNKNOWN,
+        "version": pool.get("version") or UNKNOWN,
+        "threading_layer": pool.get("threading_layer") or UNKNOWN,
+        "architecture": pool.get("architecture") or UNKNOWN,
+    } for pool in (mine or pools)]
+    return sorted(out, key=lambda p: (p["library"], p["prefix"], p["version"]))
+
+
+def _torch_build() -> dict[str, str]:
+    """torch's own BLAS, oneDNN version and the CPU kernel family it dispatches to."""
+    import torch
+
+    config = torch.__config__.show()
+    blas = re.search(r"BLAS_INFO=([^,\s]+)", config)
+    onednn = re.search(r"MKL-DNN (v[\d.]+)", config)
+    try:
+        capability = str(torch.backends.cpu.get_cpu_capability())
+    except AttributeError:  # older torch
+        capability = UNKNOWN
+    return {"torch_blas": blas.group(1) if blas else UNKNOWN,
+            "torch_onednn": onednn.group(1) if onednn else UNKNOWN,
+            "torch_cpu_capability": capability}
+
+
+def describe() -> dict[str, Any]:
+    """This machine's CPU, ISA flags, cores, BLAS, torch/NumPy versions and bf16 autocast use; fixed key order."""
+    import numpy
+    import torch
+
+    from era_core.encoders import cpu_has_native_bf16
+
+    cpu = _cpu()
+    torch_build = _torch_build()
+    return {
+        "system": platform.system() or UNKNOWN,
+        "machine": platform.machine() or UNKNOWN,
+        "cpu_model": cpu["cpu_model"],
+        "cpu_source": cpu["cpu_source"],
+        "isa": cpu["isa"],
+        "logical_cores": os.cpu_count() or UNKNOWN,
+        "blas": _blas(),
+        "torch_blas": torch_build["torch_blas"],
+        "torch_onednn": torch_build["torch_onednn"],
+        "torch_cpu_capability": torch_build["torch_cpu_capability"],
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        # What `dtype: auto` does for transformers encoders on this CPU: bf16 autocast when native bf16 exists.
+        "cpu_bf16_autocast": bool(cpu_has_native_bf16()),
+    }
+
+
+def main() -> int:
+    """Print :func:`describe` as JSON."""
+    print(json.dumps(describe(), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
