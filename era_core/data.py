@@ -63,6 +63,14 @@ BENCHMARKS: tuple[str, ...] = ("mair", "offline", "offline-smoke")
 HUB_QUERIES = "MAIR-Bench/MAIR-Queries"
 HUB_DOCS = "MAIR-Bench/MAIR-Docs"
 
+#: What the tolerant loader drops (keeping the first occurrence of a repeated id):
+#: labels naming a doc id absent from the unit's corpus, repeated doc ids, repeated qids.
+DROP_KINDS: tuple[str, ...] = ("label_missing_doc", "duplicate_doc_id", "duplicate_qid")
+
+
+class DataQualityWarning(UserWarning):
+    """The tolerant loader dropped rows of a task (one warning per unit, with counts)."""
+
 
 @dataclass
 class Task:
@@ -81,6 +89,9 @@ class Task:
     qrels: dict[str, dict[str, int]] = field(default_factory=dict)
     corpus: dict[str, str] = field(default_factory=dict)
     subsplits: dict[str, "Task"] = field(default_factory=dict)
+    #: Rows the tolerant loader dropped from THIS unit, by kind (:data:`DROP_KINDS`); empty on a
+    #: multi-split parent. Use :meth:`dropped_counts` for the task's total.
+    dropped: dict[str, int] = field(default_factory=dict)
 
     def units(self) -> list["Task"]:
         """The independently encoded/searched/split units: the sub-splits, or ``[self]``."""
@@ -94,6 +105,10 @@ class Task:
                 "call labelled_qids() on each of task.units() instead."
             )
         return list(self.qrels)
+
+    def dropped_counts(self) -> dict[str, int]:
+        """Rows dropped while loading, per kind of :data:`DROP_KINDS`, summed over the units (zeros kept)."""
+        return {k: sum(u.dropped.get(k, 0) for u in self.units()) for k in DROP_KINDS}
 
     @property
     def default_instruction(self) -> str:
@@ -125,6 +140,17 @@ class Task:
 Row = tuple[int, dict[str, Any]]  # (1-based line/row number, row)
 
 
+@dataclass(frozen=True)
+class _Source:
+    """Where rows come from, so every message points at a file line or a hub split row."""
+
+    name: str
+    unit: str = "line"  # "line" for JSONL files, "row" for hub splits
+
+    def at(self, n: int) -> str:
+        return f"{self.name}, {self.unit} {n}"
+
+
 def _iter_jsonl(path: Path) -> Iterator[Row]:
     """Yield (line number, object) for each non-blank line; decode per line to report bad bytes."""
     data = path.read_bytes()
@@ -148,15 +174,55 @@ def _iter_jsonl(path: Path) -> Iterator[Row]:
 
 
 def _iter_hub_rows(split: Iterable[dict[str, Any]]) -> Iterator[Row]:
-    """Number hub rows like file lines so errors point at the row."""
+    """Number hub rows (1-based) so errors point at the row."""
     for i, row in enumerate(split, start=1):
         yield i, dict(row)
 
 
-def _field(row: dict[str, Any], key: str, src: str, lineno: int) -> Any:
+def _field(row: dict[str, Any], key: str, src: _Source, n: int) -> Any:
     if key not in row:
-        raise DataError(f"{src}, line {lineno}: missing field {key!r} (row has {sorted(row)}).")
+        raise DataError(f"{src.at(n)}: missing field {key!r} (row has {sorted(row)}).")
     return row[key]
+
+
+def _strict_hint() -> str:
+    return "Fix the data, or load without strict=True to drop such rows (first occurrence kept) with a warning."
+
+
+def _read_corpus(name: str, doc_rows: Iterable[Row], src: _Source, strict: bool,
+                 dups: list[tuple[str, int]]) -> dict[str, str]:
+    """Doc id → text in row order; a repeated id keeps its first text (or raises when strict)."""
+    corpus: dict[str, str] = {}
+    for n, row in doc_rows:
+        did = str(_field(row, "id", src, n))
+        text = _field(row, "doc", src, n)
+        if did in corpus:
+            if strict:
+                raise DataError(f"{src.at(n)}: duplicate doc id {did!r}. {_strict_hint()}")
+            dups.append((did, n))
+            continue
+        corpus[did] = "" if text is None else str(text)
+    if not corpus:
+        raise DataError(f"Task {name!r}: empty corpus in {src.name}; a task needs at least one document.")
+    return corpus
+
+
+def _parse_labels(labels: Any, src: _Source, n: int) -> list[tuple[str, int]]:
+    """(doc id, integer grade) pairs of one query row's ``labels`` list."""
+    if labels is None:
+        return []
+    if not isinstance(labels, list):
+        raise DataError(f"{src.at(n)}: 'labels' must be a list of {{id, score}}, got {type(labels).__name__}.")
+    out: list[tuple[str, int]] = []
+    for lab in labels:
+        if not isinstance(lab, dict) or "id" not in lab or "score" not in lab:
+            raise DataError(f"{src.at(n)}: each label needs 'id' and 'score', got {lab!r}.")
+        try:
+            score = int(lab["score"])
+        except (TypeError, ValueError):
+            raise DataError(f"{src.at(n)}: label score {lab['score']!r} is not an integer.") from None
+        out.append((str(lab["id"]), score))
+    return out
 
 
 def _build_unit(
@@ -164,62 +230,73 @@ def _build_unit(
     domain: str,
     query_rows: Iterable[Row],
     doc_rows: Iterable[Row],
-    query_src: str,
-    doc_src: str,
-    drop_unknown_labels: bool,
+    query_src: _Source,
+    doc_src: _Source,
+    strict: bool,
 ) -> Task:
-    """Turn query and doc rows into a Task, validating ids and labels."""
-    corpus: dict[str, str] = {}
-    for lineno, row in doc_rows:
-        did = str(_field(row, "id", doc_src, lineno))
-        if did in corpus:
-            raise DataError(f"{doc_src}, line {lineno}: duplicate doc id {did!r}.")
-        text = _field(row, "doc", doc_src, lineno)
-        corpus[did] = "" if text is None else str(text)
-    if not corpus:
-        raise DataError(f"Task {name!r}: empty corpus in {doc_src}; a task needs at least one document.")
+    """Turn query and doc rows into a Task: drop (and count) bad rows, or raise when ``strict``."""
+    dup_docs: list[tuple[str, int]] = []
+    corpus = _read_corpus(name, doc_rows, doc_src, strict, dup_docs)
 
     queries: dict[str, str] = {}
     instructions: dict[str, str] = {}
     qrels: dict[str, dict[str, int]] = {}
-    unknown: list[tuple[str, str]] = []
-    for lineno, row in query_rows:
-        qid = str(_field(row, "qid", query_src, lineno))
+    dup_qids: list[tuple[str, int]] = []
+    unknown: list[tuple[str, str, int]] = []
+    emptied = 0
+    for n, row in query_rows:
+        qid = str(_field(row, "qid", query_src, n))
+        text = _field(row, "query", query_src, n)
+        labels = _parse_labels(_field(row, "labels", query_src, n), query_src, n)
         if qid in queries:
-            raise DataError(f"{query_src}, line {lineno}: duplicate qid {qid!r}.")
-        text = _field(row, "query", query_src, lineno)
-        labels = _field(row, "labels", query_src, lineno)
-        if labels is None:
-            labels = []
-        if not isinstance(labels, list):
-            raise DataError(f"{query_src}, line {lineno}: 'labels' must be a list of {{id, score}}, got {type(labels).__name__}.")
+            if strict:
+                raise DataError(f"{query_src.at(n)}: duplicate qid {qid!r}. {_strict_hint()}")
+            dup_qids.append((qid, n))
+            continue
         queries[qid] = "" if text is None else str(text)
         instructions[qid] = str(row.get("instruction") or "")
         rel: dict[str, int] = {}
-        for lab in labels:
-            if not isinstance(lab, dict) or "id" not in lab or "score" not in lab:
-                raise DataError(f"{query_src}, line {lineno}: each label needs 'id' and 'score', got {lab!r}.")
-            did = str(lab["id"])
-            try:
-                score = int(lab["score"])
-            except (TypeError, ValueError):
-                raise DataError(f"{query_src}, line {lineno}: label score {lab['score']!r} is not an integer.") from None
+        for did, score in labels:
             if did not in corpus:
-                unknown.append((qid, did))
+                unknown.append((qid, did, n))
                 continue
             # A doc listed twice for one query keeps its highest grade.
             rel[did] = max(score, rel.get(did, score))
         if rel:
             qrels[qid] = rel
+        elif labels:
+            emptied += 1
 
+    if unknown and strict:
+        examples = ", ".join(f"{q}->{d} ({query_src.unit} {n})" for q, d, n in unknown[:5])
+        raise DataError(f"Task {name!r}: {len(unknown)} label(s) in {query_src.name} point at doc ids missing "
+                        f"from {doc_src.name} (e.g. {examples}). {_strict_hint()}")
+    dropped = {"label_missing_doc": len(unknown), "duplicate_doc_id": len(dup_docs), "duplicate_qid": len(dup_qids)}
+    if any(dropped.values()):
+        _warn_dropped(name, unknown, dup_docs, dup_qids, emptied, query_src, doc_src)
+    return Task(name=name, domain=domain, queries=queries, instructions=instructions, qrels=qrels,
+                corpus=corpus, dropped=dropped)
+
+
+def _warn_dropped(name: str, unknown: list[tuple[str, str, int]],
+                  dup_docs: list[tuple[str, int]], dup_qids: list[tuple[str, int]], emptied: int,
+                  query_src: _Source, doc_src: _Source) -> None:
+    """One DataQualityWarning per unit naming each kind's count and a first example."""
+    parts = []
     if unknown:
-        examples = ", ".join(f"{q}->{d}" for q, d in unknown[:5])
-        msg = (f"Task {name!r}: {len(unknown)} label(s) in {query_src} point at doc ids missing from "
-               f"{doc_src} (e.g. {examples}).")
-        if not drop_unknown_labels:
-            raise DataError(msg + " Pass drop_unknown_labels=True to drop them (queries left without labels are dropped from qrels).")
-        warnings.warn(msg + " Dropped them (drop_unknown_labels=True).", stacklevel=3)
-    return Task(name=name, domain=domain, queries=queries, instructions=instructions, qrels=qrels, corpus=corpus)
+        q, d, n = unknown[0]
+        parts.append(f"{len(unknown)} label(s) pointing at doc ids missing from {doc_src.name} "
+                     f"(e.g. {q}->{d}, {query_src.at(n)})")
+    if dup_docs:
+        d, n = dup_docs[0]
+        parts.append(f"{len(dup_docs)} duplicate doc id(s) (e.g. {d!r}, {doc_src.at(n)})")
+    if dup_qids:
+        q, n = dup_qids[0]
+        parts.append(f"{len(dup_qids)} duplicate qid(s) (e.g. {q!r}, {query_src.at(n)})")
+    tail = f" {emptied} query(ies) lost all their labels and leave the scored set." if emptied else ""
+    warnings.warn(f"Task {name!r}: dropped {'; '.join(parts)}; the first occurrence of a repeated id is kept "
+                  f"(counts in Task.dropped_counts()).{tail} Pass strict=True to raise instead.",
+                  DataQualityWarning, stacklevel=6)
 
 
 # --------------------------------------------------------------------------- task lookup
@@ -258,7 +335,7 @@ def _domain_of(task: str, root: Path | None) -> str:
 
 # --------------------------------------------------------------------------- loaders
 
-def _load_from_disk(task: str, domain: str, root: Path, drop_unknown_labels: bool) -> Task:
+def _load_from_disk(task: str, domain: str, root: Path, strict: bool) -> Task:
     qdir, ddir = root / "MAIR-Queries" / task, root / "MAIR-Docs" / task
     if not qdir.is_dir():
         raise DataError(f"Task {task!r}: query folder {qdir} does not exist (expected MAIR-Queries/{task}/queries.jsonl under {root}).")
@@ -273,7 +350,7 @@ def _load_from_disk(task: str, domain: str, root: Path, drop_unknown_labels: boo
         if not dpath.is_file():
             raise DataError(f"Task {task!r}: docs file {dpath} is missing (it pairs with {qpath}).")
         return _build_unit(unit_name, domain, _iter_jsonl(qpath), _iter_jsonl(dpath),
-                           str(qpath), str(dpath), drop_unknown_labels)
+                           _Source(str(qpath)), _Source(str(dpath)), strict)
 
     if single.is_file():
         return unit(task, single, ddir / "docs.jsonl")
@@ -285,7 +362,7 @@ def _load_from_disk(task: str, domain: str, root: Path, drop_unknown_labels: boo
     return parent
 
 
-def _load_from_hub(task: str, domain: str, drop_unknown_labels: bool) -> Task:
+def _load_from_hub(task: str, domain: str, strict: bool) -> Task:
     try:
         import datasets  # lazy: heavy, and only the hub path needs it
     except ImportError:
@@ -306,11 +383,15 @@ def _load_from_hub(task: str, domain: str, drop_unknown_labels: bool) -> Task:
         if dsplit not in dds:
             raise DataError(f"Task {task!r}: hub split {HUB_DOCS}[{dsplit}] missing (pairs with {qsplit}); have {sorted(dds)}.")
         return _build_unit(unit_name, domain, _iter_hub_rows(qds[qsplit]), _iter_hub_rows(dds[dsplit]),
-                           f"{HUB_QUERIES}:{task}[{qsplit}]", f"{HUB_DOCS}:{task}[{dsplit}]", drop_unknown_labels)
+                           _Source(f"{HUB_QUERIES}:{task}[{qsplit}]", "row"),
+                           _Source(f"{HUB_DOCS}:{task}[{dsplit}]", "row"), strict)
 
+    subs = [s[: -len("_queries")] for s in qds if s.endswith("_queries")]
+    if "queries" in qds and subs:
+        raise DataError(f"Task {task!r}: hub dataset {HUB_QUERIES}:{task} has both a 'queries' split and "
+                        f"sub-splits {subs[:3]}; expected one layout.")
     if "queries" in qds:
         return unit(task, "queries", "docs")
-    subs = [s[: -len("_queries")] for s in qds if s.endswith("_queries")]
     if not subs:
         raise DataError(f"Task {task!r}: hub dataset has no 'queries' or '<sub>_queries' split; splits: {sorted(qds)}.")
     parent = Task(name=task, domain=domain)
@@ -319,15 +400,23 @@ def _load_from_hub(task: str, domain: str, drop_unknown_labels: bool) -> Task:
     return parent
 
 
-def load_mair_task(task: str, root: str | Path | None = None, *, drop_unknown_labels: bool = False) -> Task:
-    """Load one task from the MAIR hub (``root=None``) or from a MAIR-format folder."""
+def load_mair_task(task: str, root: str | Path | None = None, *, strict: bool = False) -> Task:
+    """Load one task from the MAIR hub (``root=None``) or from a MAIR-format folder.
+
+    By default bad rows are tolerated, as the reference tolerates them, but dropped and counted
+    rather than kept: a label naming a doc id missing from the unit's corpus is dropped, and a
+    repeated doc id or qid keeps its first occurrence. (The reference's dicts keep the last repeat
+    and keep labels to missing docs in its qrels.) Each unit with drops emits one
+    :class:`DataQualityWarning`; the counts are in ``task.dropped_counts()``. ``strict=True``
+    raises :class:`DataError` instead, naming the file line or hub split row.
+    """
     rootp = Path(root) if root is not None else None
     if rootp is not None and not rootp.is_dir():
         raise DataError(f"Benchmark folder {rootp} does not exist (needed to load task {task!r}).")
     domain = _domain_of(task, rootp)
     if rootp is None:
-        return _load_from_hub(task, domain, drop_unknown_labels)
-    return _load_from_disk(task, domain, rootp, drop_unknown_labels)
+        return _load_from_hub(task, domain, strict)
+    return _load_from_disk(task, domain, rootp, strict)
 
 
 def list_tasks(benchmark: str) -> dict[str, str]:
@@ -347,8 +436,12 @@ def load_tasks(
     *,
     root: Path | None = None,
     progress: bool = True,
+    strict: bool = False,
 ) -> list[Task]:
-    """Load several tasks of a benchmark (building the offline benchmark first if missing)."""
+    """Load several tasks of a benchmark (building the offline benchmark first if missing).
+
+    ``strict`` is passed to :func:`load_mair_task`: drop bad rows with a warning (default) or raise.
+    """
     table = list_tasks(benchmark)
     names = list(table) if tasks is None else list(tasks)
     bad = [t for t in names if t not in table]
@@ -359,4 +452,5 @@ def load_tasks(
 
         # Returns at once when a complete build (tasks.json written last) is already there.
         root = build_offline_benchmark(root, smoke=benchmark == "offline-smoke", progress=progress)
-    return [load_mair_task(t, root) for t in tqdm(names, desc=f"load {benchmark}", disable=not progress)]
+    return [load_mair_task(t, root, strict=strict)
+            for t in tqdm(names, desc=f"load {benchmark}", disable=not progress)]

@@ -6,14 +6,17 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from era_core import data
-from era_core.data import DOMAINS, MAIR_TASKS, Task, list_tasks, load_mair_task, load_tasks
+from era_core.data import (DOMAINS, DROP_KINDS, MAIR_TASKS, DataQualityWarning, Task, list_tasks, load_mair_task,
+                            load_tasks)
 from era_core.errors import DataError, ParamsError
+from era_core.offline import write_datasheet
 
 
 def _jsonl(path: Path, rows: list) -> None:
@@ -118,28 +121,101 @@ def test_missing_labels_field(tmp_path: Path):
         load_mair_task("FiQA", tmp_path)
 
 
-def test_unknown_doc_ids_refused_or_dropped(tmp_path: Path):
+def test_unknown_doc_ids_dropped_or_refused(tmp_path: Path):
     qs = [{"qid": "a", "query": "x", "labels": [{"id": "d1", "score": 1}, {"id": "ghost", "score": 1}]},
           {"qid": "b", "query": "y", "labels": [{"id": "ghost2", "score": 1}]}]
     _task(tmp_path, "FiQA", qs, DOCS)
-    with pytest.raises(DataError, match=r"2 label\(s\).*a->ghost.*drop_unknown_labels=True"):
-        load_mair_task("FiQA", tmp_path)
-    with pytest.warns(UserWarning, match="Dropped"):
-        t = load_mair_task("FiQA", tmp_path, drop_unknown_labels=True)
+    with pytest.warns(DataQualityWarning, match=r"'FiQA': dropped 2 label\(s\).*a->ghost.*line 1") as rec:
+        t = load_mair_task("FiQA", tmp_path)
+    assert len([w for w in rec if w.category is DataQualityWarning]) == 1  # one warning per unit
+    assert "1 query(ies) lost all their labels" in str(rec[0].message)
     assert t.qrels == {"a": {"d1": 1}}  # b lost its only label and left qrels
     assert list(t.queries) == ["a", "b"]
+    assert t.dropped == {"label_missing_doc": 2, "duplicate_doc_id": 0, "duplicate_qid": 0}
+    assert t.dropped_counts() == t.dropped
+    with pytest.raises(DataError, match=r"2 label\(s\).*a->ghost \(line 1\).*b->ghost2 \(line 2\)"):
+        load_mair_task("FiQA", tmp_path, strict=True)
 
 
 @pytest.mark.parametrize("kind", ["qid", "doc"])
-def test_duplicate_ids(tmp_path: Path, kind: str):
+def test_duplicate_ids_keep_first_or_refused(tmp_path: Path, kind: str):
     if kind == "qid":
-        _task(tmp_path, "FiQA", [QUERIES[0], dict(QUERIES[1], qid=10)], DOCS)
-        match = r"queries\.jsonl, line 2: duplicate qid '10'"
+        # The repeat of qid 10 carries a label to d3 and another text: both must be ignored.
+        dup = {"qid": 10, "query": "again", "instruction": "Other.", "labels": [{"id": "d3", "score": 1}]}
+        _task(tmp_path, "FiQA", [QUERIES[0], dup, QUERIES[1]], DOCS)
+        match, expected = r"queries\.jsonl, line 2: duplicate qid '10'", {"duplicate_qid": 1}
+        warn = r"1 duplicate qid\(s\) \(e\.g\. '10', .*queries\.jsonl, line 2\)"
     else:
         _task(tmp_path, "FiQA", QUERIES, DOCS + [{"id": "d1", "doc": "again"}])
-        match = r"docs\.jsonl, line 4: duplicate doc id 'd1'"
+        match, expected = r"docs\.jsonl, line 4: duplicate doc id 'd1'", {"duplicate_doc_id": 1}
+        warn = r"1 duplicate doc id\(s\) \(e\.g\. 'd1', .*docs\.jsonl, line 4\)"
     with pytest.raises(DataError, match=match):
-        load_mair_task("FiQA", tmp_path)
+        load_mair_task("FiQA", tmp_path, strict=True)
+    with pytest.warns(DataQualityWarning, match=warn):
+        t = load_mair_task("FiQA", tmp_path)
+    assert t.dropped_counts() == {"label_missing_doc": 0, "duplicate_doc_id": 0, "duplicate_qid": 0, **expected}
+    if kind == "qid":
+        assert list(t.queries) == ["10", "q2"] and t.queries["10"] == "first"
+        assert t.instructions["10"] == "Find A." and t.qrels == {"10": {"d1": 2, "2": 1}}
+    else:
+        assert list(t.corpus) == ["d1", "2", "d3"] and t.corpus["d1"] == "alpha"
+
+
+def test_clean_task_has_zero_drops_and_no_warning(single: Path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataQualityWarning)
+        t = load_mair_task("FiQA", single)
+    assert t.dropped_counts() == {k: 0 for k in DROP_KINDS}
+
+
+def test_strict_passes_through_load_tasks(tmp_path: Path):
+    _task(tmp_path, "FiQA", QUERIES, DOCS + [{"id": "d1", "doc": "again"}])
+    with pytest.raises(DataError, match="duplicate doc id 'd1'"):
+        load_tasks("mair", ["FiQA"], root=tmp_path, progress=False, strict=True)
+    with pytest.warns(DataQualityWarning):
+        (t,) = load_tasks("mair", ["FiQA"], root=tmp_path, progress=False)
+    assert t.dropped_counts()["duplicate_doc_id"] == 1
+
+
+def test_drops_summed_over_subsplits(tmp_path: Path):
+    _task(tmp_path, "CQADupStack", [{"qid": "1", "query": "a", "labels": [{"id": "x", "score": 1}, {"id": "gone", "score": 1}]},
+                                    {"qid": "1", "query": "b", "labels": []}],
+          [{"id": "x", "doc": "X"}], sub="android")
+    _task(tmp_path, "CQADupStack", [{"qid": "1", "query": "c", "labels": [{"id": "gone", "score": 1}, {"id": "gone2", "score": 2}]}],
+          [{"id": "y", "doc": "Y"}, {"id": "y", "doc": "Y2"}, {"id": "z", "doc": "Z"}, {"id": "z", "doc": "Z2"}],
+          sub="gis")
+    with pytest.warns(DataQualityWarning) as rec:
+        t = load_mair_task("CQADupStack", tmp_path)
+    msgs = [str(w.message) for w in rec if w.category is DataQualityWarning]
+    assert len(msgs) == 2 and "'CQADupStack/android'" in msgs[0] and "'CQADupStack/gis'" in msgs[1]
+    android, gis = t.units()
+    assert android.dropped == {"label_missing_doc": 1, "duplicate_doc_id": 0, "duplicate_qid": 1}
+    assert gis.dropped == {"label_missing_doc": 2, "duplicate_doc_id": 2, "duplicate_qid": 0}
+    assert t.dropped == {}  # the parent holds no rows of its own
+    assert t.dropped_counts() == {"label_missing_doc": 3, "duplicate_doc_id": 2, "duplicate_qid": 1}
+
+
+def test_datasheet_shows_dropped_counts(tmp_path: Path):
+    _task(tmp_path, "Clean-Task", QUERIES, DOCS)
+    _task(tmp_path, "Dirty-Task", QUERIES + [dict(QUERIES[0], labels=[{"id": "ghost", "score": 1}]),
+                                             dict(QUERIES[0], qid="q9", labels=[{"id": "ghost", "score": 1}])],
+          DOCS + [{"id": "d3", "doc": "again"}])
+    stats = {"n_queries": 4, "n_docs": 3, "n_qrels": 5, "n_truncated_docs": 0, "mean_query_words": 1.0,
+             "mean_doc_words": 1.0, "leakage_share": 0.0, "n_candidate_queries": 4, "n_dropped_too_generic": 0,
+             "n_dropped_identical_to_doc": 0, "n_ambiguous_queries": 0, "n_pool_docs": 3}
+    meta = {"version": 1, "profile": "test", "order": ["Clean-Task", "Dirty-Task"],
+            "caps": {"max_queries": 9, "max_docs": 9, "max_per_doc": 2, "max_words": 300, "seed": 0, "max_positives": 5},
+            "tasks": {n: {"domain": "legal", "source": "src", "source_version": "1", "source_licence": "MIT",
+                          "description": "d", "instructions": ["I"], **stats} for n in ("Clean-Task", "Dirty-Task")}}
+    (tmp_path / "tasks.json").write_text(json.dumps(meta))
+    with pytest.warns(DataQualityWarning, match="Dirty-Task"):
+        out = write_datasheet(tmp_path, tmp_path / "ds.md")
+    text = out.read_text(encoding="utf-8")
+    section = text[text.index("## Rows dropped by the loader"):text.index("## Tasks")]
+    assert "| Task | Labels → missing doc | Duplicate doc ids | Duplicate qids |" in section
+    # Dirty-Task: row 5 repeats qid 10 (dropped whole, so its ghost label is not counted), q9's label names
+    # a missing doc, d3 repeats.
+    assert "| Clean-Task | 0 | 0 | 0 |" in section and "| Dirty-Task | 1 | 1 | 1 |" in section
 
 
 def test_empty_corpus(tmp_path: Path):

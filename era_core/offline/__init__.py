@@ -138,6 +138,24 @@ def build_offline_benchmark(
     return root
 
 
+def _dropped_section(root: Path, order: list[str]) -> list[str]:
+    """Datasheet lines: per task, the rows the tolerant loader drops when reading this build."""
+    from ..data import DROP_KINDS, load_mair_task  # lazy: data imports this package lazily too
+
+    heads = {"label_missing_doc": "Labels → missing doc", "duplicate_doc_id": "Duplicate doc ids",
+             "duplicate_qid": "Duplicate qids"}
+    lines = ["", "## Rows dropped by the loader", "",
+             "Counted by `era_core.data.load_mair_task` reading this build (`Task.dropped_counts()`): labels "
+             "naming a document absent from the corpus, and repeated document ids or qids (the first occurrence "
+             "is kept).", "",
+             "| Task | " + " | ".join(heads[k] for k in DROP_KINDS) + " |",
+             "|---|" + "---|" * len(DROP_KINDS)]
+    for name in order:
+        counts = load_mair_task(name, root).dropped_counts()
+        lines.append(f"| {name} | " + " | ".join(str(counts[k]) for k in DROP_KINDS) + " |")
+    return lines
+
+
 def write_datasheet(root: Path, out_path: Path | None = None, *, extra_sections: dict[str, str] | None = None) -> Path:
     """Write a Markdown datasheet of a built benchmark (default ``results/datasheet.md``)."""
     meta_path = Path(root) / "tasks.json"
@@ -169,6 +187,7 @@ def write_datasheet(root: Path, out_path: Path | None = None, *, extra_sections:
         lines.append(f"| {name} | {t['domain']} | {t['source']} {t['source_version']} | {t['source_licence']} | "
                      f"{t['n_queries']} | {t['n_docs']} | {t['n_qrels']} | {t['n_truncated_docs']} | "
                      f"{t['mean_query_words']} | {t['mean_doc_words']} | {t['leakage_share']:.3f} |")
+    lines += _dropped_section(Path(root), meta["order"])
     lines += ["", "## Tasks", ""]
     for name in meta["order"]:
         t = meta["tasks"][name]
