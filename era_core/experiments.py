@@ -534,6 +534,7 @@ def run_job(protocol: str, method: str, *, seed: int, train_ratio: float, use_in
     summary = {
         **base,
         "config_key": cfg_key,
+        "dropped_rows": {u.name: u.dropped_counts() for u in eval_units},
         "scopes": {
             "test": summarise(per_query, unit_domain, split_test),
             "protocol": summarise(per_query, unit_domain, keep_protocol),
