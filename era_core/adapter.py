@@ -14,6 +14,15 @@ Deviations from the reference
 - ``apply_adapter`` normalises once (the reference normalises a second time, a no-op) and
   never wraps the layer in ``DataParallel``; the chunk size is fixed by the caller.
 - ``LinearAdapter.identity`` is our addition for the same-model ``small_adapter`` control.
+
+Our extensions (new methods; the faithful ``LinearAdapter`` path and its file bytes are unchanged)
+- ``FusedAdapter``: a ``LinearAdapter`` on ``fuse_queries(q_large, q_small)`` = ``[q_large ; q_small]``,
+  mapping into the small space; ``control_init`` = zero on the large block, identity on the small
+  block, i.e. the ``small_adapter`` start. Its file has the same two tensors plus metadata
+  ``adapter_type=fused``, ``large_dim``, ``small_dim`` (``load_fused_adapter``).
+- ``ResidualMLPAdapter``: ``normalize(W x + b + MLP(x))`` with a zero-initialised MLP output
+  layer; metadata ``adapter_type=residual_mlp``, ``hidden_dim`` (``load_residual_mlp_adapter``).
+- ``load_any_adapter`` dispatches on ``adapter_type`` (absent: linear).
 """
 
 from __future__ import annotations
@@ -86,9 +95,128 @@ class LinearAdapter(nn.Module):
         return adapter
 
 
+class FusedAdapter(LinearAdapter):
+    """``normalize(W [x_large ; x_small] + b)``: the ``fused`` method's adapter (ours, not the paper's).
+
+    The input is the concatenation built by ``fuse_queries``; the output lives in the small
+    (document) space, so ``out_dim == small_dim``. ``control_init`` starts it at zero on the large
+    block and the identity on the small block: exactly the same-model control before training.
+    """
+
+    def __init__(self, large_dim: int, small_dim: int) -> None:
+        if int(large_dim) <= 0 or int(small_dim) <= 0:
+            raise ParamsError(f"fused adapter dims must be positive, got large_dim={large_dim}, small_dim={small_dim}")
+        super().__init__(int(large_dim) + int(small_dim), int(small_dim))
+        self.large_dim = int(large_dim)
+        self.small_dim = int(small_dim)
+
+    @classmethod
+    def control_init(cls, large_dim: int, small_dim: int) -> "FusedAdapter":
+        """Zero on the large block, identity on the small block, zero bias (= ``LinearAdapter.identity``)."""
+        adapter = cls(large_dim, small_dim)
+        with torch.no_grad():
+            adapter.proj.weight.zero_()
+            adapter.proj.weight[:, adapter.large_dim :].copy_(torch.eye(adapter.small_dim))
+            adapter.proj.bias.zero_()
+        return adapter
+
+    @classmethod
+    def identity(cls, dim: int) -> "FusedAdapter":
+        """Not defined for a fused adapter; use ``control_init(large_dim, small_dim)``."""
+        raise ParamsError("FusedAdapter has no identity(dim); use FusedAdapter.control_init(large_dim, small_dim)")
+
+    @classmethod
+    def from_weights(  # type: ignore[override]
+        cls, weight: np.ndarray | torch.Tensor, bias: np.ndarray | torch.Tensor, *, large_dim: int
+    ) -> "FusedAdapter":
+        """Build from ``W`` [small, large + small] and ``b`` [small]; ``large_dim`` splits the input."""
+        linear = LinearAdapter.from_weights(weight, bias)
+        small = linear.in_dim - int(large_dim)
+        if small != linear.out_dim:
+            raise DataError(
+                f"fused adapter weight {(linear.out_dim, linear.in_dim)} does not fit large_dim={large_dim}: "
+                f"expected [small, large + small] with small = out_dim = {linear.out_dim}"
+            )
+        adapter = cls(int(large_dim), small)
+        adapter.load_state_dict(linear.state_dict())
+        return adapter
+
+    def blocks(self) -> tuple[np.ndarray, np.ndarray]:
+        """The weight's ``(large block [small, large], small block [small, small])`` as float32 arrays."""
+        w = self.proj.weight.detach().cpu().float().numpy()
+        return w[:, : self.large_dim].copy(), w[:, self.large_dim :].copy()
+
+
+def fuse_queries(q_large: np.ndarray, q_small: np.ndarray, adapter: FusedAdapter | None = None) -> np.ndarray:
+    """The fused adapter's input ``[q_large ; q_small]`` (float32), checked against ``adapter``'s dims if given."""
+    q_large, q_small = np.asarray(q_large), np.asarray(q_small)
+    if q_large.ndim != 2 or q_small.ndim != 2 or q_large.shape[0] != q_small.shape[0]:
+        raise DataError(
+            f"fuse_queries needs [n, large_dim] and [n, small_dim] query vectors of the same queries, got "
+            f"{q_large.shape} and {q_small.shape}; encode the same queries with both encoders"
+        )
+    if adapter is not None and (q_large.shape[1], q_small.shape[1]) != (adapter.large_dim, adapter.small_dim):
+        raise ParamsError(
+            f"fused adapter expects large {adapter.large_dim}-d and small {adapter.small_dim}-d query vectors, got "
+            f"{q_large.shape[1]}-d and {q_small.shape[1]}-d; use the encoders it was trained with, in that order"
+        )
+    return np.concatenate([q_large, q_small], axis=1).astype(np.float32, copy=False)
+
+
+class ResidualMLPAdapter(nn.Module):
+    """``normalize(W x + b + MLP(x))`` (Drift-Adapter's residual MLP; ours, not the paper's).
+
+    MLP = Linear(in, hidden) -> GELU -> Linear(hidden, out) with the last layer zero-initialised,
+    so a fresh adapter computes exactly its linear part.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        if min(int(in_dim), int(out_dim), int(hidden_dim)) <= 0:
+            raise ParamsError(f"adapter dims must be positive, got in={in_dim}, out={out_dim}, hidden={hidden_dim}")
+        self.proj = nn.Linear(int(in_dim), int(out_dim), bias=True)
+        self.mlp = nn.Sequential(nn.Linear(int(in_dim), int(hidden_dim)), nn.GELU(), nn.Linear(int(hidden_dim), int(out_dim)))
+        with torch.no_grad():
+            self.mlp[2].weight.zero_()
+            self.mlp[2].bias.zero_()
+
+    @property
+    def in_dim(self) -> int:
+        """Input (query encoder) dimension."""
+        return self.proj.in_features
+
+    @property
+    def out_dim(self) -> int:
+        """Output (document encoder) dimension."""
+        return self.proj.out_features
+
+    @property
+    def hidden_dim(self) -> int:
+        """Width of the MLP's hidden layer."""
+        return self.mlp[0].out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map ``x`` ([..., in_dim]) to unit vectors ([..., out_dim])."""
+        return F.normalize(self.proj(x) + self.mlp(x), p=2, dim=-1, eps=1e-12)
+
+    @classmethod
+    def from_linear(cls, linear: LinearAdapter, hidden_dim: int) -> "ResidualMLPAdapter":
+        """Start from ``linear``'s weights (e.g. Phase 1) with a fresh, zero-output MLP (torch RNG for its first layer)."""
+        adapter = cls(linear.in_dim, linear.out_dim, hidden_dim)
+        with torch.no_grad():
+            adapter.proj.weight.copy_(linear.proj.weight)
+            adapter.proj.bias.copy_(linear.proj.bias)
+        return adapter
+
+
 def apply_adapter(adapter: LinearAdapter, x: np.ndarray, chunk: int = 4096, device: str = "cpu") -> np.ndarray:
     """Push rows of ``x`` through ``adapter`` in chunks; returns float32 unit rows."""
     x = np.asarray(x)
+    if isinstance(adapter, FusedAdapter) and (x.ndim != 2 or x.shape[1] != adapter.in_dim):
+        raise ParamsError(
+            f"the fused adapter expects [n, {adapter.in_dim}] = [q_large ({adapter.large_dim}) ; q_small "
+            f"({adapter.small_dim})], got {x.shape}; build its input with fuse_queries(q_large, q_small)"
+        )
     if x.ndim != 2 or x.shape[1] != adapter.in_dim:
         raise ParamsError(
             f"apply_adapter expects an array of shape [n, {adapter.in_dim}] (the adapter's in_dim), "
@@ -152,7 +280,18 @@ def save_adapter(adapter: LinearAdapter, path: Path | str, metadata: Mapping[str
     meta = _stringify_metadata(metadata)
     meta.setdefault("in_dim", str(adapter.in_dim))
     meta.setdefault("out_dim", str(adapter.out_dim))
+    for key, value in _type_metadata(adapter).items():
+        meta.setdefault(key, value)
     return atomic_write_bytes(path, _canonical_safetensors(save(tensors, metadata=meta)))
+
+
+def _type_metadata(adapter: nn.Module) -> dict[str, str]:
+    """What ``load_any_adapter`` needs to rebuild a non-linear or fused adapter (nothing for ``LinearAdapter``)."""
+    if isinstance(adapter, FusedAdapter):
+        return {"adapter_type": "fused", "large_dim": str(adapter.large_dim), "small_dim": str(adapter.small_dim)}
+    if isinstance(adapter, ResidualMLPAdapter):
+        return {"adapter_type": "residual_mlp", "hidden_dim": str(adapter.hidden_dim)}
+    return {}
 
 
 def _read_state_dict(path: Path) -> Mapping[str, Any]:
@@ -223,6 +362,77 @@ def load_adapter(
             f"use the adapter trained for this query/document encoder pair"
         )
     return LinearAdapter.from_weights(weight, bias)
+
+
+def _metadata_int(path: Path, meta: Mapping[str, str], key: str) -> int:
+    try:
+        return int(meta[key])
+    except (KeyError, ValueError) as exc:
+        raise DataError(f"adapter {path}: metadata {key!r} is missing or not an integer ({meta.get(key)!r})") from exc
+
+
+def load_fused_adapter(
+    path: Path | str, *, expected_large_dim: int | None = None, expected_small_dim: int | None = None
+) -> FusedAdapter:
+    """Load a ``fused`` adapter written by ``save_adapter`` (its metadata records the two input dims)."""
+    path = Path(path)
+    meta = read_adapter_metadata(path)
+    if meta.get("adapter_type") != "fused":
+        raise DataError(f"adapter {path} is a {meta.get('adapter_type', 'linear')!r} adapter, not 'fused'")
+    large, small = _metadata_int(path, meta, "large_dim"), _metadata_int(path, meta, "small_dim")
+    if (expected_large_dim is not None and large != expected_large_dim) or (
+        expected_small_dim is not None and small != expected_small_dim
+    ):
+        raise ParamsError(
+            f"fused adapter {path} takes large {large}-d + small {small}-d query vectors, but the encoders give "
+            f"{expected_large_dim} + {expected_small_dim}; use the adapter trained for this encoder pair"
+        )
+    linear = load_adapter(path, expected_in_dim=large + small, expected_out_dim=small)
+    return FusedAdapter.from_weights(linear.proj.weight, linear.proj.bias, large_dim=large)
+
+
+def load_residual_mlp_adapter(
+    path: Path | str, *, expected_in_dim: int | None = None, expected_out_dim: int | None = None
+) -> ResidualMLPAdapter:
+    """Load a ``residual_mlp`` adapter written by ``save_adapter``, checking keys, shapes and finiteness."""
+    path = Path(path)
+    meta = read_adapter_metadata(path)
+    if meta.get("adapter_type") != "residual_mlp":
+        raise DataError(f"adapter {path} is a {meta.get('adapter_type', 'linear')!r} adapter, not 'residual_mlp'")
+    state = _read_state_dict(path)
+    w = state.get("proj.weight")
+    if not torch.is_tensor(w) or w.ndim != 2:
+        raise DataError(f"adapter {path} lacks a 2-d proj.weight; keys: {sorted(state)}")
+    out_dim, in_dim = int(w.shape[0]), int(w.shape[1])
+    if (expected_in_dim is not None and in_dim != expected_in_dim) or (
+        expected_out_dim is not None and out_dim != expected_out_dim
+    ):
+        raise ParamsError(
+            f"adapter {path} maps {in_dim} -> {out_dim}, but the encoders need {expected_in_dim} -> "
+            f"{expected_out_dim}; use the adapter trained for this query/document encoder pair"
+        )
+    adapter = ResidualMLPAdapter(in_dim, out_dim, _metadata_int(path, meta, "hidden_dim"))
+    expected = {k: tuple(v.shape) for k, v in adapter.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items() if torch.is_tensor(v)}
+    if got != expected:
+        raise DataError(f"adapter {path} has tensors {got}; a residual_mlp adapter needs {expected}")
+    if not all(torch.isfinite(v).all() for v in state.values()):
+        raise DataError(f"adapter {path} holds NaN/inf weights; the file is damaged or came from a diverged run")
+    adapter.load_state_dict(dict(state))
+    return adapter.eval()
+
+
+def load_any_adapter(path: Path | str) -> nn.Module:
+    """Load a linear, ``fused`` or ``residual_mlp`` adapter, dispatching on its ``adapter_type`` metadata."""
+    path = Path(path)
+    kind = read_adapter_metadata(path).get("adapter_type", "linear") if path.suffix == ".safetensors" else "linear"
+    if kind == "fused":
+        return load_fused_adapter(path)
+    if kind == "residual_mlp":
+        return load_residual_mlp_adapter(path)
+    if kind != "linear":
+        raise DataError(f"adapter {path} has unknown adapter_type {kind!r}; allowed: linear, fused, residual_mlp")
+    return load_adapter(path)
 
 
 def read_adapter_metadata(path: Path | str) -> dict[str, str]:

@@ -10,6 +10,12 @@ Everything here runs on cached vectors only (unit rows, float32); no encoder is 
   schedule and early stopping on the pooled validation loss.
 - ``train_era`` chains them per mode: ``both`` (ERA), ``label_only`` (Embedding Adapter
   baseline), ``alignment_only`` and ``small_adapter`` (same-model control, ours).
+- Our extensions, each its own mode so the faithful modes are untouched:
+  ``fused`` (a ``FusedAdapter`` on ``[q_large ; q_small]``, started at the control's identity on
+  ``q_small`` and zero on ``q_large``; no Phase 1; mined with ``q_small`` like the control) and
+  ``residual_mlp`` (ERA whose Phase 2 adapter is Phase 1's linear map plus a zero-output MLP;
+  mined with the frozen Phase 1 adapter like ERA). ``MODE_QUERY_SIDE`` / ``query_vectors`` give
+  the query vectors each mode's adapter takes.
 
 Deviations from the reference
 - Seeding (§9.12): torch is seeded (``torch.manual_seed(cfg.seed)``) before every adapter
@@ -27,8 +33,9 @@ Deviations from the reference
   stopping the lr may stay on its warmup ramp, §9.2); ``"constant"`` (lr fixed) and
   ``"warmup_linear"`` (T from ``schedule_epochs``; training stops after that many epochs, since
   the lr is 0 afterwards) are our options.
-- Alignment can start from a closed-form ridge solution (``init="ridge"``); with ``epochs=0``
-  the closed form is the result. The reference only has the random init.
+- Alignment can start from a closed form (``init="ridge"``, or ``init="procrustes"``: orthogonal
+  Procrustes, equal dims only, uncentred, zero bias); with ``epochs=0`` the closed form is the
+  result. The reference only has the random init.
 - Alignment ``best_epoch`` is tracked from epoch 0 (before training) onward; the early-stopping
   restore may therefore return the initial weights when no epoch improves on them.
 - A NaN/inf loss raises ``TrainingError``; the caller's adapter is never modified in place
@@ -53,15 +60,21 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from era_core.adapter import LinearAdapter, apply_adapter
+from era_core.adapter import FusedAdapter, LinearAdapter, ResidualMLPAdapter, apply_adapter, fuse_queries
 from era_core.errors import DataError, ParamsError, TrainingError
 from era_core.negatives import STRATEGIES, TrainingTuple, build_tuples, teacher_query_vectors
 
-MODES = ("both", "label_only", "alignment_only", "small_adapter")
+MODES = ("both", "label_only", "alignment_only", "small_adapter", "fused", "residual_mlp")
 ALIGNMENT_LOSSES = ("cosine", "mse", "smooth_l1")
-ALIGNMENT_INITS = ("default", "ridge")
+ALIGNMENT_INITS = ("default", "ridge", "procrustes")
+CLOSED_FORM_INITS = ("ridge", "procrustes")
 SCHEDULES = ("reference", "constant", "warmup_linear")
-QUERY_SIDES = ("large", "small")
+QUERY_SIDES = ("large", "small", "fused")
+# Which query vectors each mode's adapter takes (``query_vectors(task, side)`` builds them).
+MODE_QUERY_SIDE = {
+    "both": "large", "label_only": "large", "alignment_only": "large", "residual_mlp": "large",
+    "small_adapter": "small", "fused": "fused",
+}  # fmt: skip
 
 
 @dataclass
@@ -129,8 +142,11 @@ class AlignmentConfig:
         _check_positive("alignment patience", self.patience)
         if self.epochs < 0:
             raise ParamsError(f"alignment epochs must be >= 0, got {self.epochs}")
-        if self.epochs == 0 and self.init != "ridge":
-            raise ParamsError("alignment epochs=0 only makes sense with init='ridge' (the closed-form solution)")
+        if self.epochs == 0 and self.init not in CLOSED_FORM_INITS:
+            raise ParamsError(
+                f"alignment epochs=0 only makes sense with a closed-form init ({', '.join(CLOSED_FORM_INITS)}), "
+                f"got init={self.init!r}"
+            )
         if not 0.0 < self.eval_ratio < 1.0:
             raise ParamsError(f"alignment eval_ratio must be in (0, 1), got {self.eval_ratio}")
         if self.lr <= 0 or self.weight_decay < 0 or self.ridge_lambda < 0:
@@ -226,6 +242,30 @@ def ridge_solution(x: np.ndarray, y: np.ndarray, lam: float = 1e-2) -> tuple[np.
     return theta[:-1].T.float().numpy(), theta[-1].float().numpy()
 
 
+def check_alignment_init(init: str, d_in: int, d_out: int) -> None:
+    """Raise ``ParamsError`` if ``init`` cannot map ``d_in -> d_out`` (Procrustes needs equal dims)."""
+    _check_choice("alignment init", init, ALIGNMENT_INITS)
+    if init == "procrustes" and d_in != d_out:
+        raise ParamsError(
+            f"align_init='procrustes' (orthogonal Procrustes) needs equal query and document dims, got "
+            f"{d_in} -> {d_out}; use align_init='ridge' (closed-form least squares) for unequal dims"
+        )
+
+
+def procrustes_solution(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Orthogonal Procrustes ``argmin_{W orthogonal} ||X W^T - Y||_F`` (no centring, zero bias): ``(W, b)``."""
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
+        raise DataError(f"procrustes needs paired [n, d] arrays, got {x.shape} and {y.shape}")
+    check_alignment_init("procrustes", x.shape[1], y.shape[1])
+    xt = torch.as_tensor(x, dtype=torch.float64)
+    yt = torch.as_tensor(y, dtype=torch.float64)
+    # max_W <W, Y^T X> over orthogonal W is U V^T for Y^T X = U S V^T.
+    u, _, vh = torch.linalg.svd(yt.T @ xt)
+    w = (u @ vh).float().numpy()
+    return w, np.zeros(y.shape[1], dtype=np.float32)
+
+
 @torch.no_grad()
 def _mean_alignment_loss(model: LinearAdapter, x: torch.Tensor, y: torch.Tensor, kind: str, bs: int) -> float:
     """Sample-weighted mean of per-batch losses (eval mode, no grad)."""
@@ -249,6 +289,7 @@ def train_alignment(
     cfg.validate()
     _check_pairs(x_train, y_train, "train")
     _check_pairs(x_eval, y_eval, "eval")
+    check_alignment_init(cfg.init, x_train.shape[1], y_train.shape[1])
     if x_eval.shape[1] != x_train.shape[1] or y_eval.shape[1] != y_train.shape[1]:
         raise DataError(f"alignment train/eval dims differ: {x_train.shape}/{y_train.shape} vs {x_eval.shape}/{y_eval.shape}")
     start = time.time()
@@ -258,6 +299,8 @@ def train_alignment(
     if cfg.init == "ridge":
         w, b = ridge_solution(x_train, y_train, cfg.ridge_lambda)
         model = LinearAdapter.from_weights(w, b)
+    elif cfg.init == "procrustes":
+        model = LinearAdapter.from_weights(*procrustes_solution(x_train, y_train))
     model = model.to(dev)
     xt, yt = _tensor(x_train, dev), _tensor(y_train, dev)
     xe, ye = _tensor(x_eval, dev), _tensor(y_eval, dev)
@@ -481,6 +524,24 @@ def _schedule_plan(cfg: LabelConfig, steps_per_epoch: int) -> tuple[Callable[[in
     return (lambda s: lr_multiplier(s, total, cfg.warmup_ratio)), min(cfg.epochs, budget)
 
 
+def query_vectors(task: TaskEmbeddings, side: str) -> np.ndarray:
+    """The query vectors an adapter of ``side`` takes: ``q_large``, ``q_small`` or ``[q_large ; q_small]``."""
+    _check_choice("query_side", side, QUERY_SIDES)
+    if side == "large":
+        return task.q_large
+    if task.q_small is None:
+        raise DataError(
+            f"task {task.name!r} has no small-model query vectors (q_small), needed for query_side={side!r}; "
+            f"embed its queries with the document model"
+        )
+    return task.q_small if side == "small" else fuse_queries(task.q_large, task.q_small)
+
+
+def _query_dim(task: TaskEmbeddings, side: str) -> int:
+    d_small = task.docs_small.shape[1]
+    return {"large": task.q_large.shape[1], "small": d_small, "fused": task.q_large.shape[1] + d_small}[side]
+
+
 def _default_teacher(task: TaskEmbeddings) -> np.ndarray:
     return teacher_query_vectors(task.q_large, doc_dim=task.docs_small.shape[1], q_small=task.q_small)
 
@@ -508,12 +569,7 @@ def prepare_label_data(
         task.validate()
         if task.name in splits:
             raise DataError(f"task {task.name!r} is listed twice")
-        q_side = task.q_large if query_side == "large" else task.q_small
-        if q_side is None:
-            raise DataError(
-                f"task {task.name!r} has no small-model query vectors (q_small), needed for query_side='small'; "
-                f"embed its queries with the document model"
-            )
+        q_side = query_vectors(task, query_side)
         train, val, test = split_queries(task.qids, cfg.train_ratio, cfg.val_ratio, cfg.eval_ratio, seed=cfg.split_seed)
         splits[task.name] = {"train": list(train), "val": list(val), "test": list(test)}
         rows = {q: i for i, q in enumerate(task.qids)}
@@ -533,7 +589,7 @@ def prepare_label_data(
         offset += len(task.doc_ids)
         n_queries += len(task.qids)
         n_docs += len(task.doc_ids)
-    d_in = tasks[0].q_large.shape[1] if query_side == "large" else tasks[0].docs_small.shape[1]
+    d_in = _query_dim(tasks[0], query_side)
     d_out = tasks[0].docs_small.shape[1]
     stacked = {kind: _stack(parts[kind], d_in, d_out, cfg.num_negatives, kind) for kind in ("train", "val")}
     if stacked["train"][0].shape[0] == 0:
@@ -686,6 +742,50 @@ def _compute_splits(tasks: list[TaskEmbeddings], cfg: LabelConfig) -> dict[str, 
     return out
 
 
+def _phase2_start(
+    mode: str,
+    tasks: list[TaskEmbeddings],
+    phase1: LinearAdapter | None,
+    alignment_adapter: LinearAdapter | None,
+    label_cfg: LabelConfig,
+    d_in: int,
+    d_out: int,
+    mlp_hidden: int | None,
+) -> tuple[Any, Callable[[TaskEmbeddings], np.ndarray], str]:
+    """Phase 2's starting adapter, mining teacher and query side for ``mode``."""
+    if mode == "both":
+        init = copy.deepcopy(phase1)
+        frozen = phase1
+        teacher = lambda t: teacher_query_vectors(t.q_large, doc_dim=d_out, alignment_adapter=frozen)  # noqa: E731
+        side = "large"
+    elif mode == "label_only":
+        torch.manual_seed(label_cfg.seed)
+        if alignment_adapter is not None:  # the reference's --pretrained-adapter-path
+            _check_adapter_dims(alignment_adapter, d_in, d_out, "alignment_adapter")
+            init = copy.deepcopy(alignment_adapter)
+            frozen = copy.deepcopy(alignment_adapter).eval()
+            teacher = lambda t: teacher_query_vectors(t.q_large, doc_dim=d_out, alignment_adapter=frozen)  # noqa: E731
+        else:
+            init = LinearAdapter(d_in, d_out)
+            teacher = _default_teacher
+        side = "large"
+    elif mode == "residual_mlp":
+        # ERA with a non-linear head: Phase 1's linear map plus a zero-output MLP; mined like ERA.
+        torch.manual_seed(label_cfg.seed)
+        init = ResidualMLPAdapter.from_linear(phase1, mlp_hidden or d_out)
+        frozen = phase1
+        teacher = lambda t: teacher_query_vectors(t.q_large, doc_dim=d_out, alignment_adapter=frozen)  # noqa: E731
+        side = "large"
+    else:  # small_adapter, fused: both start as the identity on q_small and mine with q_small
+        missing = [t.name for t in tasks if t.q_small is None]
+        if missing:
+            raise DataError(f"mode {mode!r} needs small-model query vectors (q_small); missing for {missing}")
+        init = LinearAdapter.identity(d_out) if mode == "small_adapter" else FusedAdapter.control_init(d_in, d_out)
+        teacher = lambda t: teacher_query_vectors(t.q_small, doc_dim=d_out, q_small=t.q_small)  # noqa: E731
+        side = MODE_QUERY_SIDE[mode]
+    return init, teacher, side
+
+
 def train_era(
     tasks: list[TaskEmbeddings],
     mode: str,
@@ -694,15 +794,24 @@ def train_era(
     label_cfg: LabelConfig | None = None,
     align_pairs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
     alignment_adapter: LinearAdapter | None = None,
+    mlp_hidden: int | None = None,
     progress: bool = True,
 ) -> EraResult:
-    """Train an adapter in ``mode``: ``both`` (ERA), ``label_only``, ``alignment_only`` or ``small_adapter`` (§3.3).
+    """Train an adapter in ``mode`` (``MODES``): ``both`` (ERA), ``label_only``, ``alignment_only`` or one of ours.
+
+    Ours: ``small_adapter`` (same-model control), ``fused`` (``[q_large ; q_small]`` -> small space,
+    starting as the control) and ``residual_mlp`` (ERA with a zero-initialised residual MLP head).
 
     ``align_pairs`` = ``(x_train, y_train, x_eval, y_eval)`` for Phase 1; ``alignment_adapter``
     reuses a finished Phase 1 instead (e.g. across a train-ratio sweep). Pass one of them in
-    modes ``both`` and ``alignment_only``.
+    modes ``both``, ``alignment_only`` and ``residual_mlp``. ``mlp_hidden`` is the residual MLP's
+    width (default: the document dim); other modes reject it.
     """
     _check_choice("training mode", mode, MODES)
+    if mlp_hidden is not None and (mode != "residual_mlp" or mlp_hidden < 1):
+        raise ParamsError(
+            f"mlp_hidden must be a positive width and is only for mode 'residual_mlp'; got {mlp_hidden} in mode {mode!r}"
+        )
     align_cfg = align_cfg or AlignmentConfig()
     label_cfg = label_cfg or LabelConfig()
     label_cfg.validate()
@@ -718,7 +827,8 @@ def train_era(
 
     alignment: AlignmentResult | None = None
     align_meta: dict[str, Any] | None = None
-    if mode in ("both", "alignment_only"):
+    phase1: LinearAdapter | None = None
+    if mode in ("both", "alignment_only", "residual_mlp"):
         if (align_pairs is None) == (alignment_adapter is None):
             raise ParamsError(
                 f"mode {mode!r} needs exactly one of align_pairs (to run Phase 1) or alignment_adapter (to reuse it); "
@@ -737,8 +847,10 @@ def train_era(
             alignment = train_alignment(*align_pairs, align_cfg, progress=progress)
             phase1 = alignment.adapter
             align_meta = alignment.summary()
-    elif alignment_adapter is not None and mode == "small_adapter":
-        raise ParamsError("mode 'small_adapter' starts from the identity map; do not pass alignment_adapter")
+    elif alignment_adapter is not None and mode in ("small_adapter", "fused"):
+        raise ParamsError(
+            f"mode {mode!r} starts from the identity map on the small query vectors; do not pass alignment_adapter"
+        )
     elif align_pairs is not None:
         raise ParamsError(f"mode {mode!r} has no Phase 1; do not pass align_pairs")
 
@@ -747,29 +859,7 @@ def train_era(
         splits = _compute_splits(tasks, label_cfg)
         final = phase1
     else:
-        if mode == "both":
-            init = copy.deepcopy(phase1)
-            frozen = phase1
-            teacher = lambda t: teacher_query_vectors(t.q_large, doc_dim=d_out, alignment_adapter=frozen)  # noqa: E731
-            side = "large"
-        elif mode == "label_only":
-            torch.manual_seed(label_cfg.seed)
-            if alignment_adapter is not None:  # the reference's --pretrained-adapter-path
-                _check_adapter_dims(alignment_adapter, d_in, d_out, "alignment_adapter")
-                init = copy.deepcopy(alignment_adapter)
-                frozen = copy.deepcopy(alignment_adapter).eval()
-                teacher = lambda t: teacher_query_vectors(t.q_large, doc_dim=d_out, alignment_adapter=frozen)  # noqa: E731
-            else:
-                init = LinearAdapter(d_in, d_out)
-                teacher = _default_teacher
-            side = "large"
-        else:  # small_adapter
-            missing = [t.name for t in tasks if t.q_small is None]
-            if missing:
-                raise DataError(f"mode 'small_adapter' needs small-model query vectors (q_small); missing for {missing}")
-            init = LinearAdapter.identity(d_out)
-            teacher = lambda t: teacher_query_vectors(t.q_small, doc_dim=d_out, q_small=t.q_small)  # noqa: E731
-            side = "small"
+        init, teacher, side = _phase2_start(mode, tasks, phase1, alignment_adapter, label_cfg, d_in, d_out, mlp_hidden)
         data = prepare_label_data(tasks, label_cfg, teacher=teacher, query_side=side)
         splits = data.splits
         label = train_label(init, data, label_cfg, progress=progress)
@@ -796,6 +886,10 @@ def train_era(
         "total_elapsed_sec": time.time() - start,
         "config": {"alignment": asdict(align_cfg), "label": asdict(label_cfg)},
     }
+    if mode == "fused":  # extra keys only for our modes, so the faithful modes' meta stays as it was
+        meta["fused_dims"] = {"large": d_in, "small": d_out}
+    elif mode == "residual_mlp":
+        meta["mlp_hidden"] = final.hidden_dim
     return EraResult(adapter=final, mode=mode, alignment=alignment, label=label, splits=splits, meta=meta)
 
 

@@ -12,9 +12,15 @@ import torch
 
 from era_core.adapter import (
     AdaptedQueryEncoder,
+    FusedAdapter,
     LinearAdapter,
+    ResidualMLPAdapter,
     apply_adapter,
+    fuse_queries,
     load_adapter,
+    load_any_adapter,
+    load_fused_adapter,
+    load_residual_mlp_adapter,
     read_adapter_metadata,
     save_adapter,
 )
@@ -235,3 +241,56 @@ def test_save_adapter_folder_without_encoder(tmp_path):
     back = AdaptedQueryEncoder.from_pretrained(folder, query_encoder=FakeEncoder())
     assert torch.equal(back.adapter.proj.weight, a.proj.weight) and back.doc_model == "fake-small"
     assert __import__("json").loads((folder / "config.json").read_text())["instruction_template"] == "{instruction} {query}"
+
+
+# ---------------------------------------------------------------- fused and residual-MLP adapters
+
+
+def _trained_fused(seed: int = 1) -> FusedAdapter:
+    fused = FusedAdapter.control_init(6, 4)
+    with torch.no_grad():
+        fused.proj.weight.add_(0.1 * torch.randn(4, 10, generator=torch.Generator().manual_seed(seed)))
+    return fused
+
+
+def test_fused_adapter_roundtrips_through_safetensors(tmp_path):
+    fused = _trained_fused()
+    path = save_adapter(fused, tmp_path / "fused.safetensors", {"method": "fused"})
+    meta = read_adapter_metadata(path)
+    assert (meta["adapter_type"], meta["large_dim"], meta["small_dim"], meta["in_dim"]) == ("fused", "6", "4", "10")
+    x = fuse_queries(np.random.default_rng(0).normal(size=(7, 6)), np.random.default_rng(1).normal(size=(7, 4)))
+    for loaded in (load_fused_adapter(path, expected_large_dim=6, expected_small_dim=4), load_any_adapter(path)):
+        assert isinstance(loaded, FusedAdapter) and (loaded.large_dim, loaded.small_dim) == (6, 4)
+        np.testing.assert_array_equal(apply_adapter(loaded, x), apply_adapter(fused, x))
+    with pytest.raises(ParamsError, match="large 6-d \\+ small 4-d"):
+        load_fused_adapter(path, expected_large_dim=8)
+    linear = save_adapter(_adapter(), tmp_path / "linear.safetensors")
+    with pytest.raises(DataError, match="not 'fused'"):
+        load_fused_adapter(linear)
+    with pytest.raises(DataError, match="does not fit large_dim"):
+        FusedAdapter.from_weights(fused.proj.weight, fused.proj.bias, large_dim=5)
+
+
+def test_linear_adapter_files_carry_no_adapter_type(tmp_path):
+    assert "adapter_type" not in read_adapter_metadata(save_adapter(_adapter(), tmp_path / "lin.safetensors"))
+
+
+def test_residual_mlp_adapter_roundtrips_and_checks(tmp_path):
+    torch.manual_seed(0)
+    res = ResidualMLPAdapter(6, 4, 5)
+    with torch.no_grad():
+        res.mlp[2].weight.normal_()
+    path = save_adapter(res, tmp_path / "res.safetensors")
+    x = np.random.default_rng(0).normal(size=(9, 6)).astype(np.float32)
+    for loaded in (load_residual_mlp_adapter(path, expected_in_dim=6, expected_out_dim=4), load_any_adapter(path)):
+        assert isinstance(loaded, ResidualMLPAdapter) and loaded.hidden_dim == 5
+        np.testing.assert_array_equal(apply_adapter(loaded, x), apply_adapter(res, x))
+    with pytest.raises(ParamsError, match="6 -> 4"):
+        load_residual_mlp_adapter(path, expected_in_dim=7)
+    with pytest.raises(DataError, match="not 'residual_mlp'"):
+        load_residual_mlp_adapter(save_adapter(_adapter(), tmp_path / "lin.safetensors"))
+    assert type(load_any_adapter(tmp_path / "lin.safetensors")) is LinearAdapter
+    # The MLP's output layer starts at zero: a fresh adapter is exactly its linear part.
+    fresh = ResidualMLPAdapter(6, 4, 5)
+    lin = LinearAdapter.from_weights(fresh.proj.weight, fresh.proj.bias)
+    np.testing.assert_array_equal(apply_adapter(fresh, x), apply_adapter(lin, x))
