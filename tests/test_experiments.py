@@ -77,38 +77,85 @@ def test_test_split_is_the_reference_split_for_every_ratio():
         assert got == split_queries(qids, r, 0.1, 0.5, seed=7)[2]
 
 
+LARGE, SMALL = "minilm-l6", "minilm-l3-onnx"  # the smoke profile's pair: a swapped pairing changes every vector
+
+
 @pytest.fixture(scope="module")
 def smoke_pool():
     p = validate("03_training", {k: v.default for k, v in SCHEMAS["03_training"].items()}
-                 | {"large_model": "minilm-l3-onnx", "small_model": "minilm-l3-onnx", "progress": False,
+                 | {"large_model": LARGE, "small_model": SMALL, "progress": False,
                     "align_epochs": 3, "label_epochs": 6, "tasks": "HPO-Synonyms,SymPy-API"})
     setup = ex.Setup.from_params(p)
     return ex.EmbeddingPool(setup, ex.load_units(setup)), p
 
 
-def test_run_job_writes_meta_and_summary_and_resumes(smoke_pool, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def direct_vectors(smoke_pool):
+    """A sample of each unit's instructed queries from the large model and documents from the small one,
+    encoded here without the cache: rows ``0, 5, 10, ...``."""
+    from era_core.encoders import load_encoder
+
     pool, p = smoke_pool
-    names = [u.name for u in pool.units]
-    first = ex.run_job("in_domain", "era", seed=42, train_ratio=0.2, use_instructions=True,
-                       train_names=names, pool=pool, p=p, results=tmp_path)
-    folder = ex.run_dir(tmp_path, "in_domain", "era__inston__train0.2__seed42")
-    meta = read_json(folder / "era_meta.json")
-    assert "elapsed" not in (folder / "era_meta.json").read_text()           # timings live in results/timing
-    assert list((tmp_path / "timing").rglob("*.json"))
-    assert meta["label_result"]["eval_query_ids_per_task"]
-    # the test split the adapter was scored on is the evaluator's split of the same seed
-    for name, test in meta["label_result"]["eval_query_ids_per_task"].items():
-        te = next(t for t in pool.get(True) if t.name == name)
-        assert test == split_queries(te.qids, 0.2, p["val_ratio"], p["eval_ratio"], seed=42)[2]
-    assert set(first["scopes"]["test"]["per_task"]) == {"HPO-Synonyms", "SymPy-API"}
+    large = load_encoder(LARGE, dtype=p["dtype"], max_length=p["max_length"], progress=False)
+    small = load_encoder(SMALL, dtype=p["dtype"], max_length=p["max_length"], progress=False)
+    out = {}
+    for unit in pool.units:
+        qids = unit.labelled_qids()[::SAMPLE]
+        texts = [f"Instruct: {unit.instructions[q]}\nQuery: {unit.queries[q]}" if unit.instructions.get(q)
+                 else unit.queries[q] for q in qids]
+        docs = list(unit.corpus.values())[::SAMPLE]
+        out[unit.name] = (large.encode(texts, progress=False), small.encode(docs, progress=False))
+    return out
 
-    def boom(*a, **k):
-        raise AssertionError("a finished run must not be retrained")
 
-    monkeypatch.setattr(ex, "train_method", boom)
-    again = ex.run_job("in_domain", "era", seed=42, train_ratio=0.2, use_instructions=True,
-                       train_names=names, pool=pool, p=p, results=tmp_path)
-    assert again == first
+SAMPLE = 5
+
+
+def _ndcg10_by_hand(queries, docs, weight, bias, qids, doc_ids, qrels):
+    """Mean nDCG@10 (pytrec_eval) of normalize(W q + b) against the documents, in float64."""
+    import pytrec_eval
+
+    z = queries.astype(np.float64) @ weight.T.astype(np.float64) + bias.astype(np.float64)
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    scores = z @ docs.astype(np.float64).T
+    top = np.argsort(-scores, axis=1)[:, :100]
+    run = {q: {doc_ids[j]: float(scores[i, j]) for j in top[i]} for i, q in enumerate(qids)}
+    per_q = pytrec_eval.RelevanceEvaluator({q: qrels[q] for q in qids}, {"ndcg_cut.10"}).evaluate(run)
+    return float(np.mean([v["ndcg_cut_10"] for v in per_q.values()]))
+
+
+def test_pool_encodes_queries_with_the_large_model_and_documents_with_the_small(smoke_pool, direct_vectors):
+    pool, _ = smoke_pool
+    for te in pool.get(True):
+        q_large, docs_small = direct_vectors[te.name]
+        # Row cosines (all vectors are unit length); bf16 autocast rounds differently per batch padding.
+        assert np.sum(te.q_large[::SAMPLE] * q_large, axis=1).min() > 0.9999
+        assert np.sum(te.docs_small[::SAMPLE] * docs_small, axis=1).min() > 0.9999
+        # The two models' spaces really differ, so a swapped pairing could not pass the lines above.
+        assert np.sum(te.q_small[::SAMPLE] * q_large, axis=1).max() < 0.9
+
+
+def test_era_run_scores_large_queries_through_the_adapter_against_small_documents(smoke_pool, tmp_path):
+    # The pool's vectors are the two models' (test above); here the run must pair them the right way round.
+    from safetensors import safe_open
+
+    pool, p = smoke_pool
+    summary = ex.run_job("in_domain", "era", seed=42, train_ratio=0.2, use_instructions=True,
+                         train_names=[u.name for u in pool.units], pool=pool, p=p, results=tmp_path)
+    path = ex.run_dir(tmp_path, "in_domain", "era__inston__train0.2__seed42") / "adapter.safetensors"
+    with safe_open(str(path), framework="np") as f:
+        meta, weight, bias = f.metadata(), f.get_tensor("proj.weight"), f.get_tensor("proj.bias")
+    assert (meta["large_model"], meta["small_model"], meta["query_side"]) == (LARGE, SMALL, "large")
+    swapped_gap = 0.0
+    for te in pool.get(True):
+        assert weight.shape == (te.docs_small.shape[1], te.q_large.shape[1])  # maps large -> small
+        test = split_queries(te.qids, 0.2, p["val_ratio"], p["eval_ratio"], seed=42)[2]
+        rows = [te.qids.index(q) for q in test]
+        expected = _ndcg10_by_hand(te.q_large[rows], te.docs_small, weight, bias, test, te.doc_ids, te.qrels)
+        assert summary["scopes"]["test"]["per_task"][te.name]["ndcg@10"] == pytest.approx(expected, abs=1e-6)
+        swapped = _ndcg10_by_hand(te.q_small[rows], te.docs_small, weight, bias, test, te.doc_ids, te.qrels)
+        swapped_gap = max(swapped_gap, abs(swapped - expected))
+    assert swapped_gap > 0.01  # small-model queries through the same adapter score differently
 
 
 def test_failed_training_writes_nothing(smoke_pool, tmp_path, monkeypatch):
