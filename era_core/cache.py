@@ -3,8 +3,23 @@
 An entry lives in ``<root>/<model_key>/<key[:2]>/<key>/`` with ``embeddings.npy`` (float32,
 memory-mappable) and ``manifest.json`` (written last). While an entry is being computed its rows
 are committed shard by shard (``shard-00000.npy`` + ``shard-00000.json`` holding its checksum), so
-a killed run resumes at the first missing shard (and the temp files it left are deleted). The key covers every field that changes a
-vector, so a stale array is never served.
+a killed run resumes at the first missing shard (and the temp files it left are deleted). The key
+covers every field that changes a vector, so a stale array is never served.
+
+Integrity on a hit is sampled, not full, because re-hashing a corpus of many gigabytes on every
+read would cost more than the read itself. At write time the manifest records, next to the
+SHA-256 of the whole file, an ``integrity`` block: the file's size and mtime, the ``.npy`` header's
+offset and digest, and the SHA-256 of ``SAMPLE_BLOCKS`` row blocks (``SAMPLE_BLOCK_BYTES`` each;
+the first and the last always, the others picked by hashing the entry key, so an entry always
+checks the same blocks). Every hit (``verify="sample"``) checks the size, the header (float32,
+C order, the requested shape, data filling the file exactly), the header digest and the sampled
+blocks: about 8 MiB read whatever the entry's size. That catches truncation, extension, a rewritten
+or zeroed file and any damage inside a sampled block; it misses damage confined to unsampled blocks
+(a single flipped bit in the middle of a large corpus) when the file's mtime is unchanged. The full
+SHA-256 runs when asked (``verify="full"``), when the file's mtime differs from the recorded one
+(something wrote to it, or it was copied without preserving times) and for entries whose manifest
+has no ``integrity`` block (written before it existed); a full check that passes records a fresh
+``integrity`` block, so the next hit is sampled again.
 """
 
 from __future__ import annotations
@@ -30,6 +45,12 @@ from era_core.errors import CacheError, ParamsError
 CACHE_FORMAT = 1
 CREATED_BY = f"era-core {__version__} (cache format {CACHE_FORMAT})"
 ROLES = ("query", "document")
+VERIFY_MODES = ("sample", "full")
+#: Row blocks a sampled hit hashes (first and last included) and the target size of one block.
+SAMPLE_BLOCKS = 8
+SAMPLE_BLOCK_BYTES = 1 << 20
+#: Version of the manifest's ``integrity`` block (an unknown one triggers a full check and a rewrite).
+INTEGRITY_VERSION = 1
 
 
 class CacheCorruptionWarning(UserWarning):
@@ -105,12 +126,23 @@ def _texts_digest(texts: Sequence[str]) -> str:
 # ----------------------------------------------------------------------------- files
 
 
-def _sha256_file(path: Path) -> str:
+def _hash_range(path: Path, offset: int, length: int) -> str:
+    """SHA-256 of ``length`` bytes of ``path`` from ``offset`` (every integrity read goes through here)."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
-        while block := fh.read(1 << 22):
+        fh.seek(offset)
+        remaining = length
+        while remaining > 0:
+            block = fh.read(min(1 << 22, remaining))
+            if not block:
+                raise ValueError(f"file ends {remaining} bytes before offset {offset + length}")
             h.update(block)
+            remaining -= len(block)
     return h.hexdigest()
+
+
+def _sha256_file(path: Path) -> str:
+    return _hash_range(path, 0, Path(path).stat().st_size)
 
 
 def entry_dir(root: Path, model_key: str, key: str) -> Path:
@@ -135,6 +167,132 @@ def _disk_guard(what: Path, nbytes: int, root: Path) -> Iterator[None]:
 
 def _npy_nbytes(rows: int, dim: int) -> int:
     return rows * dim * 4 + 128  # float32 data plus the .npy header
+
+
+def _read_npy_header(path: Path) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """Shape, Fortran order, dtype and data offset of a ``.npy`` file (reads the header only)."""
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:
+            raise ValueError(f"unsupported .npy format version {version}")
+        return tuple(shape), bool(fortran), dtype, fh.tell()
+
+
+def _check_layout(path: Path, shape: tuple[int, int]) -> tuple[int, int, int]:
+    """Size, mtime_ns and data offset of ``path`` after checking its header against ``shape``."""
+    if not path.is_file():
+        raise ValueError("file is missing")
+    st = path.stat()
+    got_shape, fortran, dtype, offset = _read_npy_header(path)
+    if dtype != np.dtype("<f4") or fortran or got_shape != tuple(shape):
+        order = "Fortran" if fortran else "C"
+        raise ValueError(f"array is {dtype}{got_shape} in {order} order, expected float32{tuple(shape)} in C order")
+    expected_size = offset + shape[0] * shape[1] * 4
+    if st.st_size != expected_size:
+        raise ValueError(f"file has {st.st_size} bytes, its header implies {expected_size} (truncated or extended)")
+    return st.st_size, st.st_mtime_ns, offset
+
+
+def _block_rows(dim: int) -> int:
+    return max(1, SAMPLE_BLOCK_BYTES // (4 * dim))
+
+
+def _sample_blocks(key: str, n_blocks: int) -> list[int]:
+    """The first, the last and further blocks picked by hashing the entry key, up to SAMPLE_BLOCKS."""
+    if n_blocks == 0:
+        return []
+    chosen = {0, n_blocks - 1}
+    want = min(max(SAMPLE_BLOCKS, 2), n_blocks)
+    counter = 0
+    while len(chosen) < want:
+        digest = hashlib.sha256(f"{key}:block:{counter}".encode()).digest()
+        chosen.add(int.from_bytes(digest[:8], "big") % n_blocks)
+        counter += 1
+    return sorted(chosen)
+
+
+def _block_range(offset: int, block: int, block_rows: int, n: int, dim: int) -> tuple[int, int]:
+    """Byte offset and length of row block ``block``."""
+    start = block * block_rows
+    if not 0 <= start < n:
+        raise ValueError(f"row block {block} is outside the {n} rows")
+    return offset + start * dim * 4, (min(n, start + block_rows) - start) * dim * 4
+
+
+def _integrity_record(path: Path, key: str, shape: tuple[int, int]) -> dict[str, Any]:
+    """What a sampled hit checks: size, mtime, header digest and the keyed row blocks' digests."""
+    size, mtime_ns, offset = _check_layout(path, shape)
+    n, dim = shape
+    rows = _block_rows(dim)
+    blocks = [[b, _hash_range(path, *_block_range(offset, b, rows, n, dim))]
+              for b in _sample_blocks(key, math.ceil(n / rows))]
+    return {
+        "version": INTEGRITY_VERSION, "file_size": size, "mtime_ns": mtime_ns, "data_offset": offset,
+        "header_sha256": _hash_range(path, 0, offset), "block_rows": rows, "blocks": blocks,
+    }
+
+
+def _check_embeddings(path: Path, manifest: dict[str, Any], shape: tuple[int, int], verify: str) -> int | None:
+    """Raise ValueError unless ``path`` passes; returns the verified mtime_ns when ``integrity`` needs rewriting.
+
+    Sampled unless ``verify == "full"``, the manifest has no (current) ``integrity`` block or the
+    file's mtime differs from the recorded one; see the module docstring for what each catches.
+    """
+    record = manifest.get("integrity")
+    current = isinstance(record, dict) and record.get("version") == INTEGRITY_VERSION
+    if current and path.is_file() and (size := path.stat().st_size) != record.get("file_size"):
+        # A size change can never pass, so do not hash gigabytes to find out.
+        raise ValueError(
+            f"file has {size} bytes, the manifest recorded {record.get('file_size')} (truncated or extended)"
+        )
+    _, mtime_ns, offset = _check_layout(path, shape)
+    stale = not current or record.get("mtime_ns") != mtime_ns
+    if verify == "full" or stale:
+        actual = _sha256_file(path)
+        if actual != manifest.get("sha256"):
+            raise ValueError(f"sha256 {actual} != recorded {manifest.get('sha256')} (modified)")
+        if path.stat().st_mtime_ns != mtime_ns:
+            raise ValueError("file changed while it was being verified")
+        return mtime_ns if stale else None
+    try:
+        n, dim = shape
+        if record["data_offset"] != offset:
+            raise ValueError(f"data starts at byte {offset}, the manifest recorded {record['data_offset']}")
+        if _hash_range(path, 0, offset) != record["header_sha256"]:
+            raise ValueError("the .npy header differs from the recorded one (modified)")
+        for block, digest in record["blocks"]:
+            if _hash_range(path, *_block_range(offset, int(block), int(record["block_rows"]), n, dim)) != digest:
+                raise ValueError(f"sampled row block {block} fails its sha256 (modified)")
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"the manifest's integrity record is malformed ({exc!r})") from None
+    return None
+
+
+def _refresh_integrity(
+    edir: Path, manifest: dict[str, Any], shape: tuple[int, int], verified_mtime_ns: int, lock_held: bool
+) -> None:
+    """Record a fresh ``integrity`` block after a full check passed, so the next hit is sampled again."""
+    from filelock import FileLock, Timeout
+
+    path = edir / "embeddings.npy"
+    try:
+        # Every write into an entry happens under its lock; never wait for it here: a busy lock
+        # (an encode in progress) or a read-only cache only means the next hit checks fully again.
+        with contextlib.nullcontext() if lock_held else FileLock(str(_lock_path(edir)), timeout=0):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", CacheCorruptionWarning)
+                if _read_manifest(edir / "manifest.json") != manifest:
+                    return  # rewritten since we verified it
+            record = _integrity_record(path, manifest["key"], shape)
+            if record["mtime_ns"] != verified_mtime_ns:
+                return  # replaced since the full check: record nothing
+            eio.write_json(edir / "manifest.json", {**manifest, "integrity": record})
+    except (Timeout, OSError, ValueError):
+        return
 
 
 def _load_verified(path: Path, sha256: str, shape: tuple[int, int], mmap: bool) -> np.ndarray | None:
@@ -171,13 +329,20 @@ def _read_manifest(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _lookup(edir: Path, expected: dict[str, Any], mmap: bool) -> np.ndarray | None:
+def _check_verify(verify: str) -> None:
+    if verify not in VERIFY_MODES:
+        raise ParamsError(f"verify must be one of {', '.join(map(repr, VERIFY_MODES))}, got {verify!r}")
+
+
+def _lookup(
+    edir: Path, expected: dict[str, Any], mmap: bool, verify: str = "sample", lock_held: bool = False
+) -> np.ndarray | None:
     """The cached array if the manifest matches ``expected`` exactly and the file verifies."""
     manifest = _read_manifest(edir / "manifest.json")
     if manifest is None:
         return None
-    # Everything but the checksum and provenance must equal the request exactly.
-    keys = (set(expected) | set(manifest)) - {"sha256", "created_by"}
+    # Everything but the checksums and provenance must equal the request exactly.
+    keys = (set(expected) | set(manifest)) - {"sha256", "created_by", "integrity"}
     mismatched = sorted(k for k in keys if manifest.get(k) != expected.get(k))
     if mismatched:
         warnings.warn(
@@ -187,7 +352,25 @@ def _lookup(edir: Path, expected: dict[str, Any], mmap: bool) -> np.ndarray | No
             stacklevel=3,
         )
         return None
-    return _load_verified(edir / "embeddings.npy", manifest.get("sha256", ""), (expected["n"], expected["dim"]), mmap)
+    path, shape = edir / "embeddings.npy", (expected["n"], expected["dim"])
+    try:
+        verified_mtime_ns = _check_embeddings(path, manifest, shape, verify)
+        arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        if arr.dtype != np.float32 or arr.shape != shape:
+            raise ValueError(f"array is {arr.dtype}{arr.shape}, expected float32{shape}")
+    except (OSError, ValueError) as exc:
+        warnings.warn(
+            f"embedding cache file {path} is unusable ({exc}); recomputing", CacheCorruptionWarning, stacklevel=3
+        )
+        return None
+    if verified_mtime_ns is not None:
+        _refresh_integrity(edir, manifest, shape, verified_mtime_ns, lock_held)
+    return arr
+
+
+def _lock_path(edir: Path) -> Path:
+    # Next to the folder, so removing the folder never races it.
+    return Path(str(edir) + ".lock")
 
 
 # ----------------------------------------------------------------------------- shards
@@ -257,7 +440,7 @@ class EntryPlan:
     @property
     def lock_path(self) -> Path:
         """The entry's lock file (next to the folder, so removing the folder never races it)."""
-        return Path(str(self.edir) + ".lock")
+        return _lock_path(self.edir)
 
     def shard_range(self, i: int) -> tuple[int, int]:
         """Rows ``[start, stop)`` of shard ``i``."""
@@ -314,11 +497,16 @@ def plan_entry(
     )
 
 
-def lookup_entry(plan: EntryPlan, *, mmap: bool = False) -> np.ndarray | None:
-    """The finished, verified array of ``plan`` or None (warns if a stored file is damaged)."""
+def lookup_entry(plan: EntryPlan, *, mmap: bool = False, verify: str = "sample") -> np.ndarray | None:
+    """The finished, verified array of ``plan`` or None (warns if a stored file is damaged).
+
+    ``verify="sample"`` checks size, header and the keyed sample of blocks (a full check when the
+    file's mtime changed); ``verify="full"`` always re-hashes the whole file (module docstring).
+    """
+    _check_verify(verify)
     if not (plan.edir / "manifest.json").is_file():
         return None
-    return _lookup(plan.edir, plan.expected, mmap)
+    return _lookup(plan.edir, plan.expected, mmap, verify)
 
 
 def shard_committed(plan: EntryPlan, i: int) -> bool:
@@ -405,7 +593,10 @@ def finalize_entry(plan: EntryPlan) -> None:
     plan.edir.mkdir(parents=True, exist_ok=True)
     with _disk_guard(final, _npy_nbytes(n, dim), plan.root):
         eio.atomic_write(final, _assemble)
-        manifest = {**plan.expected, "sha256": _sha256_file(final), "created_by": CREATED_BY}
+        manifest = {
+            **plan.expected, "sha256": _sha256_file(final), "created_by": CREATED_BY,
+            "integrity": _integrity_record(final, plan.key, (n, dim)),
+        }
         eio.write_json(plan.edir / "manifest.json", manifest)
     _remove_shards(plan.edir)
 
@@ -441,13 +632,18 @@ def embed_texts(
     progress: bool = True,
     mmap: bool = False,
     lookup_only: bool = False,
+    verify: str = "sample",
 ) -> np.ndarray | None:
     """Embeddings of ``texts`` from the cache, computing (and storing) them on a miss.
 
     With ``lookup_only=True`` a miss returns ``None`` instead of encoding (the model is never loaded).
+    A hit is checked by size, header and a keyed sample of blocks (``verify="sample"``), or by the
+    SHA-256 of the whole file (``verify="full"``, and automatically when the file's mtime changed);
+    a damaged entry warns (CacheCorruptionWarning) and is recomputed.
     """
     from filelock import FileLock
 
+    _check_verify(verify)
     if not isinstance(texts, (list, tuple)):
         texts = list(texts)
     plan = plan_entry(encoder, texts, role=role, instructions=instructions, root=root, shard_size=shard_size)
@@ -456,7 +652,7 @@ def embed_texts(
     edir, expected = plan.edir, plan.expected
 
     if not force and (edir / "manifest.json").is_file():
-        hit = _lookup(edir, expected, mmap)  # lock-free fast path: entries are immutable once written
+        hit = _lookup(edir, expected, mmap, verify)  # lock-free fast path: entries are immutable once written
         if hit is not None:
             return hit
     if lookup_only:
@@ -468,21 +664,28 @@ def embed_texts(
             # Another process may have finished this entry while we waited for the lock.
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", CacheCorruptionWarning)  # already reported above
-                hit = _lookup(edir, expected, mmap) if (edir / "manifest.json").is_file() else None
+                hit = None
+                if (edir / "manifest.json").is_file():
+                    hit = _lookup(edir, expected, mmap, verify, lock_held=True)
             if hit is not None:
                 return hit
         else:
             _remove_shards(edir)
         _remove_stale_temps(edir)
         _compute(encoder, plan, batch_size=batch_size, progress=progress)
-        result = _lookup(edir, expected, mmap)
+        result = _lookup(edir, expected, mmap, lock_held=True)
     if result is None:
         raise CacheError(f"the entry just written to {edir} does not verify; the disk may be failing")
     return result
 
 
 def cache_info(root: Path | None = None) -> list[dict[str, Any]]:
-    """One dict per complete cache entry: model, role, n, dim, size in bytes, key, path."""
+    """One dict per complete cache entry: model, role, n, dim, size in bytes, key, path.
+
+    ``model`` is the entry's model folder, the name ``clear_cache(model=...)`` takes. Complete means
+    a readable ``manifest.json``: the shards of an interrupted encode (no manifest yet) are not
+    listed, though ``clear_cache`` removes them. Nothing is verified here (``embed_texts`` does that).
+    """
     root = Path(root) if root is not None else paths.EMBEDDING_CACHE
     rows: list[dict[str, Any]] = []
     if not root.is_dir():
@@ -492,10 +695,12 @@ def cache_info(root: Path | None = None) -> list[dict[str, Any]]:
             m = eio.read_json(manifest_path)
         except (OSError, ValueError):
             continue
+        if not isinstance(m, dict):
+            continue
         npy = manifest_path.parent / "embeddings.npy"
         rows.append(
             {
-                "model": m.get("fields", {}).get("model", manifest_path.parts[-4]),
+                "model": manifest_path.parts[-4],
                 "role": m.get("role"),
                 "n": m.get("n"),
                 "dim": m.get("dim"),
@@ -508,14 +713,26 @@ def cache_info(root: Path | None = None) -> list[dict[str, Any]]:
 
 
 def clear_cache(root: Path | None = None, *, model: str | None = None) -> int:
-    """Delete every entry (or one model's); returns the number of entries removed."""
+    """Delete every entry (or one model's), partial ones included; returns the number of complete entries removed.
+
+    Without ``model`` the root is emptied (the root folder itself stays). Do not run it while an
+    encode is writing into the same root.
+    """
+    if model is not None and (
+        not isinstance(model, str) or model in ("", ".", "..") or "/" in model or "\\" in model
+    ):
+        raise ParamsError(
+            f"model must be one model folder's name as cache_info() lists it (e.g. 'minilm-l6'), got {model!r}"
+        )
     root = Path(root) if root is not None else paths.EMBEDDING_CACHE
     if not root.is_dir():
         return 0
-    targets = [root / model] if model else [p for p in root.iterdir() if p.is_dir()]
+    targets = [root / model] if model is not None else sorted(root.iterdir())
     count = 0
     for t in targets:
-        if t.is_dir():
-            count += len(list(t.glob("*/*/manifest.json")))
+        if t.is_dir() and not t.is_symlink():
+            count += sum(1 for _ in t.glob("*/*/manifest.json"))
             shutil.rmtree(t)
+        elif model is None and (t.is_symlink() or t.exists()):
+            t.unlink()  # a stray file or link at the root: never follow a link out of the cache
     return count

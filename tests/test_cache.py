@@ -8,6 +8,7 @@ import multiprocessing as mp
 import os
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -308,3 +309,327 @@ def test_two_processes_racing_on_one_key(tmp_path):
     hit = FakeEncoder()
     embed_texts(hit, TEXTS, root=tmp_path, progress=False)
     assert hit.calls == 0
+
+
+# ----------------------------------------------------------------------------- sampled integrity
+
+import era_core.cache as cache_mod  # noqa: E402
+from era_core.cache import clear_cache, lookup_entry, plan_entry  # noqa: E402
+
+MANY = [f"row {i}" for i in range(40)]
+MANY_EXPECTED = np.stack([fake_vector(t, 8) for t in MANY])
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Blocks of 2 rows (64 bytes at dim 8), 4 sampled: 40 rows give 20 blocks, 16 of them unsampled."""
+    monkeypatch.setattr(cache_mod, "SAMPLE_BLOCK_BYTES", 64)
+    monkeypatch.setattr(cache_mod, "SAMPLE_BLOCKS", 4)
+
+
+@pytest.fixture
+def hashed(monkeypatch):
+    """Every (offset, length) the cache hashes, through its one hashing function."""
+    calls: list[tuple[int, int]] = []
+    real = cache_mod._hash_range
+
+    def counting(path, offset, length):
+        calls.append((offset, length))
+        return real(path, offset, length)
+
+    monkeypatch.setattr(cache_mod, "_hash_range", counting)
+    return calls
+
+
+def _many_entry(root: Path) -> Path:
+    embed_texts(FakeEncoder(), MANY, root=root, progress=False)
+    return entry_dir(root, "fake", cache_key(FakeEncoder().cache_fields(), "document", MANY))
+
+
+def _header_len(npy: Path) -> int:
+    # Independent of the cache's parser: the .npy v1 header length is a little-endian u16 at byte 8.
+    raw = npy.read_bytes()
+    assert raw[:6] == b"\x93NUMPY" and raw[6] == 1
+    return 10 + int.from_bytes(raw[8:10], "little")
+
+
+def _flip_keeping_mtime(npy: Path, row: int, header: int) -> None:
+    """Flip one bit inside ``row`` and put the old mtime back (as silent disk damage would)."""
+    st = npy.stat()
+    with open(npy, "r+b") as fh:
+        fh.seek(header + row * 8 * 4 + 5)
+        byte = fh.read(1)
+        fh.seek(-1, os.SEEK_CUR)
+        fh.write(bytes([byte[0] ^ 0x04]))
+    os.utime(npy, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert npy.stat().st_mtime_ns == st.st_mtime_ns
+
+
+def _blocks(edir: Path) -> tuple[set[int], set[int]]:
+    record = eio.read_json(edir / "manifest.json")["integrity"]
+    assert record["block_rows"] == 2
+    sampled = {b for b, _ in record["blocks"]}
+    return sampled, set(range(20)) - sampled
+
+
+def test_write_records_first_last_and_keyed_blocks(tmp_path, small_blocks):
+    edir = _many_entry(tmp_path)
+    record = eio.read_json(edir / "manifest.json")["integrity"]
+    npy = edir / "embeddings.npy"
+    raw, header = npy.read_bytes(), _header_len(npy)
+    assert record["file_size"] == len(raw) == header + 40 * 8 * 4
+    assert record["mtime_ns"] == npy.stat().st_mtime_ns and record["data_offset"] == header
+    sampled = [b for b, _ in record["blocks"]]
+    assert len(sampled) == 4 and sampled[0] == 0 and sampled[-1] == 19
+    for b, digest in record["blocks"]:
+        start = header + b * 2 * 32
+        assert digest == hashlib.sha256(raw[start:start + 64]).hexdigest()
+    # Keyed: another entry (other texts, so another key) samples other middle blocks.
+    other = [t + "!" for t in MANY]
+    embed_texts(FakeEncoder(), other, root=tmp_path, progress=False)
+    odir = entry_dir(tmp_path, "fake", cache_key(FakeEncoder().cache_fields(), "document", other))
+    again = [b for b, _ in eio.read_json(odir / "manifest.json")["integrity"]["blocks"]]
+    assert again[0] == 0 and again[-1] == 19 and again != sampled
+
+
+def test_bitflip_in_sampled_block_caught_on_normal_hit(tmp_path, small_blocks, hashed):
+    edir = _many_entry(tmp_path)
+    npy = edir / "embeddings.npy"
+    sampled, _ = _blocks(edir)
+    middle = sorted(sampled - {0, 19})[0]
+    _flip_keeping_mtime(npy, 2 * middle + 1, _header_len(npy))
+    hashed.clear()
+    enc = FakeEncoder()
+    with pytest.warns(CacheCorruptionWarning, match=f"sampled row block {middle} fails"):
+        out = embed_texts(enc, MANY, root=tmp_path, progress=False)
+    assert enc.calls == 1
+    np.testing.assert_array_equal(out, MANY_EXPECTED)
+
+
+def test_bitflip_in_unsampled_block_missed_by_sample_caught_by_full_and_mtime(tmp_path, small_blocks):
+    edir = _many_entry(tmp_path)
+    npy = edir / "embeddings.npy"
+    header = _header_len(npy)
+    _, unsampled = _blocks(edir)
+    row = 2 * sorted(unsampled)[len(unsampled) // 2]
+    _flip_keeping_mtime(npy, row, header)
+
+    # The documented blind spot: the sampled check serves the damaged row.
+    hit = FakeEncoder()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheCorruptionWarning)
+        served = embed_texts(hit, MANY, root=tmp_path, progress=False)
+    assert hit.calls == 0
+    assert not np.array_equal(served[row], MANY_EXPECTED[row])
+    np.testing.assert_array_equal(np.delete(served, row, 0), np.delete(MANY_EXPECTED, row, 0))
+
+    # verify="full" catches it, through embed_texts and through lookup_entry.
+    plan = plan_entry(FakeEncoder(), MANY, root=tmp_path)
+    with pytest.warns(CacheCorruptionWarning, match="sha256"):
+        assert lookup_entry(plan, verify="full") is None
+    full = FakeEncoder()
+    with pytest.warns(CacheCorruptionWarning, match="sha256"):
+        out = embed_texts(full, MANY, root=tmp_path, progress=False, verify="full")
+    assert full.calls == 1
+    np.testing.assert_array_equal(out, MANY_EXPECTED)
+
+    # After a write that changes the mtime, the normal (sampled) hit does the full check.
+    _flip_keeping_mtime(npy, row, header)
+    st = npy.stat()
+    os.utime(npy, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    touched = FakeEncoder()
+    with pytest.warns(CacheCorruptionWarning, match="sha256"):
+        out = embed_texts(touched, MANY, root=tmp_path, progress=False)
+    assert touched.calls == 1
+    np.testing.assert_array_equal(out, MANY_EXPECTED)
+
+
+def test_truncation_caught_by_size_check_without_hashing(tmp_path, small_blocks, hashed):
+    edir = _many_entry(tmp_path)
+    npy = edir / "embeddings.npy"
+    st = npy.stat()
+    os.truncate(npy, st.st_size - 4)
+    os.utime(npy, ns=(st.st_atime_ns, st.st_mtime_ns))
+    hashed.clear()
+    plan = plan_entry(FakeEncoder(), MANY, root=tmp_path)
+    with pytest.warns(CacheCorruptionWarning, match=f"{st.st_size - 4} bytes, the manifest recorded {st.st_size}"):
+        assert lookup_entry(plan) is None
+    assert hashed == []
+    enc = FakeEncoder()
+    with pytest.warns(CacheCorruptionWarning, match="truncated"):
+        out = embed_texts(enc, MANY, root=tmp_path, progress=False)
+    assert enc.calls == 1
+    np.testing.assert_array_equal(out, MANY_EXPECTED)
+
+
+class IndexEncoder:
+    """Fast vectorised vectors for many rows ('t<i>' -> a row derived from i)."""
+
+    key, dim = "index", 64
+
+    def cache_fields(self):
+        return {"model": self.key, "dim": self.dim}
+
+    def format_queries(self, queries, instructions):
+        return list(queries)
+
+    def encode(self, texts, *, batch_size=32, progress=True):
+        idx = np.array([int(t[1:]) for t in texts], dtype=np.float32)
+        return (idx[:, None] * 0.001 + np.arange(self.dim, dtype=np.float32)[None, :]).astype(np.float32)
+
+
+def test_sampled_hit_reads_a_bounded_number_of_bytes(tmp_path, hashed):
+    # Default block size (1 MiB) and count (8): a 16 MiB array must be checked by reading at most
+    # 8 MiB plus the header, and the full check reads it all.
+    n = 16 * (cache_mod.SAMPLE_BLOCK_BYTES // (64 * 4))
+    texts = [f"t{i}" for i in range(n)]
+    embed_texts(IndexEncoder(), texts, root=tmp_path, shard_size=n, progress=False)
+    npy = entry_dir(tmp_path, "index", cache_key(IndexEncoder().cache_fields(), "document", texts)) / "embeddings.npy"
+    size = npy.stat().st_size
+    assert size == _header_len(npy) + 16 * (1 << 20)
+
+    hashed.clear()
+    out = embed_texts(IndexEncoder(), texts, root=tmp_path, progress=False, mmap=True, lookup_only=True)
+    assert out is not None and out.shape == (n, 64)
+    read = sum(length for _, length in hashed)
+    assert 0 < read <= 8 * (1 << 20) + _header_len(npy)
+    assert len(hashed) == 1 + 8  # the header and eight blocks, each read once
+
+    hashed.clear()
+    embed_texts(IndexEncoder(), texts, root=tmp_path, progress=False, mmap=True, lookup_only=True, verify="full")
+    assert sum(length for _, length in hashed) >= size
+
+
+def test_old_manifest_without_block_digests_is_verified_fully_once_then_sampled(tmp_path, small_blocks, hashed):
+    edir = _many_entry(tmp_path)
+    npy = edir / "embeddings.npy"
+    manifest = eio.read_json(edir / "manifest.json")
+    written = manifest.pop("integrity")
+    eio.write_json(edir / "manifest.json", manifest)  # as the previous writer left it
+
+    hashed.clear()
+    enc = FakeEncoder()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheCorruptionWarning)
+        out = embed_texts(enc, MANY, root=tmp_path, progress=False)
+    assert enc.calls == 0
+    np.testing.assert_array_equal(out, MANY_EXPECTED)
+    assert (0, npy.stat().st_size) in hashed  # the whole file
+    upgraded = eio.read_json(edir / "manifest.json")
+    assert upgraded["integrity"] == written
+    assert {k: v for k, v in upgraded.items() if k != "integrity"} == manifest
+
+    hashed.clear()
+    embed_texts(FakeEncoder(), MANY, root=tmp_path, progress=False)
+    assert sum(length for _, length in hashed) < npy.stat().st_size / 2
+
+
+def test_old_manifest_with_damage_anywhere_is_recomputed(tmp_path, small_blocks):
+    edir = _many_entry(tmp_path)
+    npy = edir / "embeddings.npy"
+    _, unsampled = _blocks(edir)
+    manifest = eio.read_json(edir / "manifest.json")
+    del manifest["integrity"]
+    eio.write_json(edir / "manifest.json", manifest)
+    _flip_keeping_mtime(npy, 2 * min(unsampled), _header_len(npy))
+    enc = FakeEncoder()
+    with pytest.warns(CacheCorruptionWarning, match="sha256"):
+        out = embed_texts(enc, MANY, root=tmp_path, progress=False)
+    assert enc.calls == 1
+    np.testing.assert_array_equal(out, MANY_EXPECTED)
+    assert "integrity" in eio.read_json(edir / "manifest.json")
+
+
+def test_touched_but_intact_file_is_checked_fully_once_then_sampled(tmp_path, small_blocks, hashed):
+    edir = _many_entry(tmp_path)
+    npy = edir / "embeddings.npy"
+    st = npy.stat()
+    os.utime(npy, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))  # e.g. copied without -p
+    hashed.clear()
+    hit = FakeEncoder()
+    np.testing.assert_array_equal(embed_texts(hit, MANY, root=tmp_path, progress=False), MANY_EXPECTED)
+    assert hit.calls == 0 and (0, st.st_size) in hashed
+    assert eio.read_json(edir / "manifest.json")["integrity"]["mtime_ns"] == st.st_mtime_ns + 5_000_000_000
+    hashed.clear()
+    embed_texts(FakeEncoder(), MANY, root=tmp_path, progress=False)
+    assert (0, st.st_size) not in hashed
+
+
+def test_busy_lock_skips_the_record_refresh_but_serves_the_hit(tmp_path, small_blocks):
+    from filelock import FileLock
+
+    edir = _many_entry(tmp_path)
+    npy = edir / "embeddings.npy"
+    st = npy.stat()
+    os.utime(npy, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    before = (edir / "manifest.json").read_bytes()
+    with FileLock(str(edir) + ".lock"):
+        out = lookup_entry(plan_entry(FakeEncoder(), MANY, root=tmp_path))
+    np.testing.assert_array_equal(out, MANY_EXPECTED)
+    assert (edir / "manifest.json").read_bytes() == before  # no write into an entry without its lock
+
+
+def test_verify_mode_is_validated(tmp_path):
+    with pytest.raises(ParamsError, match="verify must be one of"):
+        embed_texts(FakeEncoder(), TEXTS, root=tmp_path, progress=False, verify="none")
+    with pytest.raises(ParamsError, match="verify must be one of"):
+        lookup_entry(plan_entry(FakeEncoder(), TEXTS, root=tmp_path), verify="partial")
+
+
+# ----------------------------------------------------------------------------- cache_info / clear_cache
+
+
+def _populate(root: Path) -> dict[str, tuple]:
+    """Three complete entries over two models plus one partial (manifest-less) entry of model a."""
+    a, b = FakeEncoder(key="fake-a", dim=8), FakeEncoder(key="fake-b", dim=4)
+    embed_texts(a, TEXTS, root=root, progress=False)
+    embed_texts(a, ["q1", "q2"], role="query", instructions="Find", root=root, progress=False)
+    embed_texts(b, TEXTS[:5], root=root, progress=False)
+    with pytest.raises(Killed):
+        embed_texts(FakeEncoder(key="fake-a", fail_after=1), MANY, root=root, shard_size=4, progress=False)
+    fa, fb = a.cache_fields(), b.cache_fields()
+    return {
+        cache_key(fa, "document", TEXTS): ("fake-a", "document", 10, 8),
+        cache_key(fa, "query", ["q1", "q2"], "Find"): ("fake-a", "query", 2, 8),
+        cache_key(fb, "document", TEXTS[:5]): ("fake-b", "document", 5, 4),
+    }
+
+
+def test_cache_info_lists_complete_entries_with_their_sizes(tmp_path):
+    expected = _populate(tmp_path)
+    info = cache_info(tmp_path)
+    assert len(info) == 3
+    for row in info:
+        model, role, n, dim = expected[row["key"]]
+        assert (row["model"], row["role"], row["n"], row["dim"]) == (model, role, n, dim)
+        assert row["size"] == 128 + n * dim * 4  # a small array's .npy header is 128 bytes
+        assert Path(row["path"]) == entry_dir(tmp_path, model, row["key"])
+    partial = entry_dir(tmp_path, "fake-a", cache_key(FakeEncoder(key="fake-a").cache_fields(), "document", MANY))
+    assert list(partial.glob("shard-*.npy")) and str(partial) not in {r["path"] for r in info}
+    assert cache_info(tmp_path / "absent") == []
+
+
+def test_clear_cache_by_model_then_all(tmp_path):
+    _populate(tmp_path)
+    (tmp_path / "stray.txt").write_text("left by hand")
+    # Complete entries are counted; the partial one of the same model goes too.
+    assert clear_cache(tmp_path, model="fake-a") == 2
+    assert not (tmp_path / "fake-a").exists()
+    assert [(r["model"], r["n"]) for r in cache_info(tmp_path)] == [("fake-b", 5)]
+    hit = FakeEncoder(key="fake-b", dim=4)
+    embed_texts(hit, TEXTS[:5], root=tmp_path, progress=False)
+    assert hit.calls == 0
+    assert clear_cache(tmp_path, model="no-such-model") == 0
+    assert clear_cache(tmp_path) == 1
+    assert tmp_path.is_dir() and list(tmp_path.iterdir()) == []
+    assert clear_cache(tmp_path) == 0
+    assert clear_cache(tmp_path / "absent") == 0
+
+
+@pytest.mark.parametrize("bad", ["", ".", "..", "../x", "a/b"])
+def test_clear_cache_rejects_a_model_that_is_not_one_folder(tmp_path, bad):
+    _populate(tmp_path / "root")
+    (tmp_path / "outside").mkdir()
+    with pytest.raises(ParamsError, match="model must be"):
+        clear_cache(tmp_path / "root", model=bad)
+    assert len(cache_info(tmp_path / "root")) == 3 and (tmp_path / "outside").is_dir()
