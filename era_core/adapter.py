@@ -453,7 +453,11 @@ def read_adapter_metadata(path: Path | str) -> dict[str, str]:
 
 
 class AdaptedQueryEncoder:
-    """Query encoder + adapter: encodes raw queries straight into the document model's space."""
+    """Query encoder + adapter: encodes raw queries straight into the document model's space.
+
+    A ``FusedAdapter`` also needs ``small_query_encoder`` (the small model, encoding the same
+    queries with its own query template); its input is ``fuse_queries(large, small)``.
+    """
 
     def __init__(
         self,
@@ -461,14 +465,26 @@ class AdaptedQueryEncoder:
         adapter: LinearAdapter,
         instruction: str | None = None,
         doc_model: str | None = None,
+        small_query_encoder: Any = None,
     ) -> None:
-        enc_dim = getattr(query_encoder, "dim", None)
-        if enc_dim is not None and int(enc_dim) != adapter.in_dim:
+        fused = isinstance(adapter, FusedAdapter)
+        if fused != (small_query_encoder is not None):
             raise ParamsError(
-                f"query encoder {_encoder_key(query_encoder)!r} has dim {enc_dim} but the adapter expects "
-                f"in_dim {adapter.in_dim}; pair the adapter with the encoder it was trained on"
+                "a fused adapter needs small_query_encoder (the small model encodes the query too); "
+                "other adapters take the query encoder only"
             )
+        pairs = [(query_encoder, adapter.large_dim if fused else adapter.in_dim, "in_dim")]
+        if fused:
+            pairs.append((small_query_encoder, adapter.small_dim, "small_dim"))
+        for encoder, expected, what in pairs:
+            enc_dim = getattr(encoder, "dim", None)
+            if enc_dim is not None and int(enc_dim) != expected:
+                raise ParamsError(
+                    f"query encoder {_encoder_key(encoder)!r} has dim {enc_dim} but the adapter expects "
+                    f"{what} {expected}; pair the adapter with the encoder it was trained on"
+                )
         self.query_encoder = query_encoder
+        self.small_query_encoder = small_query_encoder
         self.adapter = adapter
         self.instruction = instruction
         self.doc_model = doc_model
@@ -490,8 +506,10 @@ class AdaptedQueryEncoder:
             instructions = self.instruction
         if isinstance(instructions, list) and len(instructions) != len(queries):
             raise ParamsError(f"got {len(queries)} queries but {len(instructions)} instructions; pass one per query")
-        texts = self.query_encoder.format_queries(list(queries), instructions)
-        x = np.asarray(self.query_encoder.encode(texts, batch_size=batch_size, progress=progress), dtype=np.float32)
+        x = _encode_queries(self.query_encoder, queries, instructions, batch_size, progress)
+        if self.small_query_encoder is not None:
+            small = _encode_queries(self.small_query_encoder, queries, instructions, batch_size, progress)
+            x = fuse_queries(x, small, self.adapter)
         return apply_adapter(self.adapter, x)
 
     def save_pretrained(self, folder: Path | str, card: Mapping[str, Any] | None = None) -> Path:
@@ -505,6 +523,10 @@ class AdaptedQueryEncoder:
             instruction_template=self.query_encoder.format_queries(["{query}"], "{instruction}")[0],
             default_instruction=self.instruction,
             card=card,
+            small_query_model=None if self.small_query_encoder is None else _encoder_key(self.small_query_encoder),
+            small_instruction_template=None
+            if self.small_query_encoder is None
+            else self.small_query_encoder.format_queries(["{query}"], "{instruction}")[0],
         )
 
     @staticmethod
@@ -517,8 +539,13 @@ class AdaptedQueryEncoder:
         instruction_template: str | None = None,
         default_instruction: str | None = None,
         card: Mapping[str, Any] | None = None,
+        small_query_model: str | None = None,
+        small_instruction_template: str | None = None,
     ) -> Path:
-        """Write a ``from_pretrained`` folder without loading the query encoder (used for releases)."""
+        """Write a ``from_pretrained`` folder without loading the query encoder (used for releases).
+
+        A ``FusedAdapter`` also records ``small_query_model`` (the encoder of its small input block).
+        """
         folder = Path(folder)
         config = {
             "query_model": query_model,
@@ -529,14 +556,24 @@ class AdaptedQueryEncoder:
             "default_instruction": default_instruction,
             "card": dict(card or {}),
         }
+        if isinstance(adapter, FusedAdapter):  # extra keys only here: linear folders stay as they were
+            if not small_query_model:
+                raise ParamsError("a fused adapter folder needs small_query_model (the small encoder's key)")
+            config.update({"adapter_type": "fused", "large_dim": adapter.large_dim, "small_dim": adapter.small_dim,
+                           "small_query_model": small_query_model,
+                           "small_instruction_template": small_instruction_template})
+        elif small_query_model is not None:
+            raise ParamsError("small_query_model is only for fused adapters")
         meta = {"query_model": query_model or "", "doc_model": doc_model or "", "card": dict(card or {})}
         save_adapter(adapter, folder / "adapter.safetensors", meta)
         write_json(folder / "config.json", config)  # written last: its presence marks a complete folder
         return folder
 
     @classmethod
-    def from_pretrained(cls, folder: Path | str, *, query_encoder: Any = None) -> "AdaptedQueryEncoder":
-        """Load a folder written by ``save_pretrained``; loads the query encoder by key if not given."""
+    def from_pretrained(
+        cls, folder: Path | str, *, query_encoder: Any = None, small_query_encoder: Any = None
+    ) -> "AdaptedQueryEncoder":
+        """Load a folder written by ``save_pretrained``; loads the query encoder(s) by key if not given."""
         folder = Path(folder)
         cfg_path = folder / "config.json"
         if not cfg_path.exists():
@@ -548,21 +585,40 @@ class AdaptedQueryEncoder:
         missing = [k for k in ("query_model", "doc_model", "in_dim", "out_dim") if k not in config]
         if missing:
             raise DataError(f"{cfg_path} lacks keys {missing}")
-        adapter = load_adapter(
-            folder / "adapter.safetensors", expected_in_dim=int(config["in_dim"]), expected_out_dim=int(config["out_dim"])
-        )
-        if query_encoder is None:
-            from era_core.encoders import load_encoder  # lazy: loading an encoder pulls in transformers
-
-            query_encoder = load_encoder(config["query_model"])
+        fused = config.get("adapter_type") == "fused"
+        if fused:
+            adapter: LinearAdapter = load_fused_adapter(
+                folder / "adapter.safetensors", expected_large_dim=int(config["large_dim"]),
+                expected_small_dim=int(config["small_dim"]),
+            )  # fmt: skip
+            small_query_encoder = _encoder_for(small_query_encoder, config.get("small_query_model"), folder)
+        elif small_query_encoder is not None:
+            raise ParamsError(f"adapter in {folder} is not fused; do not pass small_query_encoder")
         else:
-            key = _encoder_key(query_encoder)
-            if key is not None and config["query_model"] is not None and key != config["query_model"]:
-                raise ParamsError(
-                    f"adapter in {folder} was trained for query model {config['query_model']!r}, "
-                    f"but query encoder {key!r} was given"
-                )
-        return cls(query_encoder, adapter, instruction=config.get("default_instruction"), doc_model=config["doc_model"])
+            adapter = load_adapter(
+                folder / "adapter.safetensors", expected_in_dim=int(config["in_dim"]),
+                expected_out_dim=int(config["out_dim"]),
+            )  # fmt: skip
+        query_encoder = _encoder_for(query_encoder, config["query_model"], folder)
+        return cls(query_encoder, adapter, instruction=config.get("default_instruction"), doc_model=config["doc_model"],
+                   small_query_encoder=small_query_encoder)
+
+
+def _encoder_for(encoder: Any, key: str | None, folder: Path) -> Any:
+    """``encoder`` checked against the recorded ``key``, or the encoder loaded by ``key`` if none is given."""
+    if encoder is None:
+        from era_core.encoders import load_encoder  # lazy: loading an encoder pulls in transformers
+
+        return load_encoder(key)
+    given = _encoder_key(encoder)
+    if given is not None and key is not None and given != key:
+        raise ParamsError(f"adapter in {folder} was trained for query model {key!r}, but query encoder {given!r} was given")
+    return encoder
+
+
+def _encode_queries(encoder: Any, queries: list[str], instructions: Any, batch_size: int, progress: bool) -> np.ndarray:
+    texts = encoder.format_queries(list(queries), instructions)
+    return np.asarray(encoder.encode(texts, batch_size=batch_size, progress=progress), dtype=np.float32)
 
 
 def _encoder_key(encoder: Any) -> str | None:

@@ -294,3 +294,42 @@ def test_residual_mlp_adapter_roundtrips_and_checks(tmp_path):
     fresh = ResidualMLPAdapter(6, 4, 5)
     lin = LinearAdapter.from_weights(fresh.proj.weight, fresh.proj.bias)
     np.testing.assert_array_equal(apply_adapter(fresh, x), apply_adapter(lin, x))
+
+
+class FakeSmallEncoder(FakeEncoder):
+    """The small model of a fused pair: its own query template and 4-d vectors."""
+
+    def __init__(self, key: str = "fake-small", dim: int = 4) -> None:
+        super().__init__(key, dim)
+
+    def format_queries(self, queries, instructions):
+        insts = [instructions] * len(queries) if instructions is None or isinstance(instructions, str) else instructions
+        return [f"query: {q}" if not i else f"task: {i} | query: {q}" for q, i in zip(queries, insts)]
+
+
+def test_fused_adapted_query_encoder_uses_both_encoders_and_round_trips(tmp_path, monkeypatch):
+    large, small, fused = FakeEncoder(), FakeSmallEncoder(), _trained_fused()
+    aq = AdaptedQueryEncoder(large, fused, instruction="Find", doc_model="fake-small", small_query_encoder=small)
+    out = aq.encode(["hello", "world"], progress=False)
+    assert small.formatted == ["task: Find | query: hello", "task: Find | query: world"]
+    expected = apply_adapter(fused, fuse_queries(FakeEncoder().encode(large.formatted), FakeSmallEncoder().encode(small.formatted)))
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+    # The untrained control start reproduces the small model's own query vectors.
+    control = AdaptedQueryEncoder(FakeEncoder(), FusedAdapter.control_init(6, 4), small_query_encoder=FakeSmallEncoder())
+    np.testing.assert_allclose(control.encode(["abc"], "Find", progress=False),
+                               FakeSmallEncoder().encode(["task: Find | query: abc"]), atol=1e-6)
+    folder = aq.save_pretrained(tmp_path / "pkg")
+    cfg = __import__("json").loads((folder / "config.json").read_text())
+    assert (cfg["adapter_type"], cfg["small_query_model"], cfg["large_dim"], cfg["small_dim"]) == ("fused", "fake-small", 6, 4)
+    assert cfg["small_instruction_template"] == "task: {instruction} | query: {query}"
+    import era_core.encoders as encoders
+
+    monkeypatch.setattr(encoders, "load_encoder", lambda key, *a, **k: FakeEncoder() if key == "fake-large" else FakeSmallEncoder())
+    back = AdaptedQueryEncoder.from_pretrained(folder)
+    np.testing.assert_allclose(back.encode(["hello"], progress=False), out[:1], atol=1e-6)
+    with pytest.raises(ParamsError, match="small_query_encoder"):
+        AdaptedQueryEncoder(FakeEncoder(), fused)
+    with pytest.raises(ParamsError, match="small_dim 4"):
+        AdaptedQueryEncoder(FakeEncoder(), fused, small_query_encoder=FakeEncoder(dim=5))
+    with pytest.raises(ParamsError, match="small_query_model"):
+        AdaptedQueryEncoder.save_adapter_folder(tmp_path / "x", fused, query_model="fake-large", doc_model="fake-small")
