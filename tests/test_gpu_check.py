@@ -8,6 +8,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
+import pytest
 import torch
 
 from era_core import gpu_check
@@ -20,7 +21,38 @@ def test_no_cuda_exits_2_with_a_clear_message(monkeypatch, capsys):
     assert "no CUDA device" in err and "--cpu-only" in err
 
 
-def test_cpu_only_run_reports_every_section(tmp_path, capsys):
+def _test_ndcg10_by_hand(embs, adapter, seed=42):
+    """Macro mean over tasks of the test queries' nDCG@10 (pytrec_eval), adapter applied in float64."""
+    import pytrec_eval
+
+    from era_core.splits import split_queries
+
+    w = adapter.proj.weight.detach().double().numpy()
+    b = adapter.proj.bias.detach().double().numpy()
+    by_task: dict[str, list[float]] = {}
+    for te in embs:
+        test = split_queries(te.qids, 0.1, 0.1, 0.5, seed=seed)[2]
+        z = te.q_large[[te.qids.index(q) for q in test]].astype(np.float64) @ w.T + b
+        z /= np.linalg.norm(z, axis=1, keepdims=True)
+        scores = z @ te.docs_small.astype(np.float64).T
+        run = {q: {te.doc_ids[j]: float(scores[i, j]) for j in np.argsort(-scores[i])[:100]} for i, q in enumerate(test)}
+        per_q = pytrec_eval.RelevanceEvaluator({q: te.qrels[q] for q in test}, {"ndcg_cut.10"}).evaluate(run)
+        by_task.setdefault(te.name.split("/", 1)[0], []).extend(v["ndcg_cut_10"] for v in per_q.values())
+    return float(np.mean([np.mean(v) for v in by_task.values()]))
+
+
+def test_cpu_only_run_reports_every_section(tmp_path, capsys, monkeypatch):
+    from era_core import train
+
+    trained = []
+    real_train_era = train.train_era
+
+    def recording_train_era(tasks, *args, **kwargs):
+        result = real_train_era(tasks, *args, **kwargs)
+        trained.append((tasks, result.adapter))
+        return result
+
+    monkeypatch.setattr(train, "train_era", recording_train_era)
     out = tmp_path / "gpu_check.json"
     code = gpu_check.main(["--cpu-only", "--tasks", "HPO-Synonyms", "--n-texts", "16", "--batch-size", "8",
                            "--align-epochs", "1", "--label-epochs", "1", "--retrieval-docs", "500",
@@ -30,8 +62,46 @@ def test_cpu_only_run_reports_every_section(tmp_path, capsys):
     assert printed == json.loads(out.read_text())
     enc = printed["encode"]["cpu/float32"]
     assert enc["texts"] == 16 and enc["texts_per_s"] > 0
-    assert 0.0 <= printed["train"]["cpu"]["test_ndcg@10"] <= 1.0
+    # The reported test nDCG@10 is that of the adapter it trained, recomputed here from its vectors.
+    (embs, adapter), = trained
+    assert [te.name for te in embs] == ["HPO-Synonyms"]
+    assert printed["train"]["cpu"]["test_ndcg@10"] > 0.0  # some relevant document is found: the match below is informative
+    assert printed["train"]["cpu"]["test_ndcg@10"] == pytest.approx(_test_ndcg10_by_hand(embs, adapter), abs=1e-6)
     assert printed["retrieval"]["cpu"]["k"] == 100 and printed["cpu_only"] is True
+
+
+class _FixedEncoder:
+    """Stands in for a loaded encoder: returns given vectors for any texts."""
+
+    attention = "fake"
+
+    def __init__(self, vectors):
+        self.vectors = vectors
+
+    def load(self):
+        return self
+
+    def encode(self, texts, *, batch_size, progress):
+        return self.vectors[: len(texts)]
+
+
+def test_encode_check_reports_the_cosine_to_the_first_variant(monkeypatch):
+    from era_core import encoders
+
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((6, 8)).astype(np.float32)
+    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    moved = ref.copy()
+    moved[2] = ref[2] + 0.5 * ref[3]  # one row leans towards another
+    moved /= np.linalg.norm(moved, axis=1, keepdims=True)
+    by_dtype = {"float32": ref, "float16": moved}
+    monkeypatch.setattr(encoders, "load_encoder", lambda model, *, device, dtype, **kw: _FixedEncoder(by_dtype[dtype]))
+    res = gpu_check.encode_check("m", ["t"] * 6, [("cpu", "float32"), ("cpu", "float16")], batch_size=2, max_length=8)
+    cos = np.sum(moved.astype(np.float64) * ref, axis=1)
+    assert cos.min() < 0.99  # the perturbation is visible
+    assert res["cpu/float16"]["cosine_min"] == pytest.approx(cos.min(), abs=1e-6)
+    assert res["cpu/float16"]["cosine_mean"] == pytest.approx(cos.mean(), abs=1e-6)
+    assert "cosine_min" not in res["cpu/float32"]  # the reference itself
 
 
 def test_retrieval_and_encode_agreement_helpers_compare_against_the_first_device():
