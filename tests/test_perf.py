@@ -64,11 +64,10 @@ def test_encoder_vectors_agree_with_sentence_transformers(quick):
         assert enc[kind]["cosine_min"] > 0.9999, kind
         assert enc[kind]["fp32_cosine_min"] > 0.9999, kind
     assert report["encode_cosine_min"] > 0.9999
-    # The timed default path is the profiles' `dtype: auto`, and the report says which precision it was.
-    from era_core.encoders import REGISTRY, auto_dtype
-
-    assert enc["era_dtype"] == auto_dtype(REGISTRY["minilm-l6"], "cpu")
-    assert report["encode_dtype"] == enc["era_precision"]
+    # The timed default path is the profiles' `dtype: auto`: bf16 autocast where the CPU flags say bf16 is native.
+    native = cpuinfo_has_native_bf16()
+    assert enc["era_dtype"] == ("bfloat16" if native else "float32")
+    assert report["encode_dtype"] == enc["era_precision"] == ("cpu-autocast-bf16" if native else "float32")
 
 
 def test_search_ids_equal_numpy_and_faiss(quick):
@@ -99,7 +98,22 @@ def test_training_and_cache_sections(quick):
     t = report["sections"]["training"]
     assert t["dims"] == [768, 384] and t["steps"] > 0
     assert 0 <= t["epoch_to_99pct"] <= t["epochs"]
-    assert -1.0 <= report["ridge_eval_cosine"] <= 1.0 and -1.0 <= report["adamw_eval_cosine"] <= 1.0
+    # Quick mode trains on the planted pairs; the ridge's hold-out cosine is recomputed here in NumPy.
+    assert t["data"].startswith("planted")
+    x_tr, y_tr, x_ev, y_ev = (a.astype(np.float64) for a in perf.planted_pairs(perf.QUICK.train_pairs))
+    x1 = np.hstack([x_tr, np.ones((len(x_tr), 1))])
+    reg = np.full(x1.shape[1], 1e-2)  # AlignmentConfig's ridge_lambda; the bias is not penalised
+    reg[-1] = 0.0
+    theta = np.linalg.solve(x1.T @ x1 + np.diag(reg), x1.T @ y_tr)
+    pred = x_ev @ theta[:-1] + theta[-1]
+    cos = np.sum(pred * y_ev, axis=1) / np.linalg.norm(pred, axis=1) / np.linalg.norm(y_ev, axis=1)
+    assert report["ridge_eval_cosine"] == pytest.approx(float(cos.mean()), abs=1e-5)
+    # AdamW keeps its last epoch: the reported cosine is that epoch's hold-out cosine (1 - eval loss), which
+    # training raised from its random start.
+    curve = t["eval_cosine_curve"]
+    assert len(curve) == t["epochs"] + 1
+    assert report["adamw_eval_cosine"] == pytest.approx(curve[-1], abs=1e-5)
+    assert curve[-1] > curve[0] + 0.02  # 0.001 -> 0.042 in the three quick epochs
     assert report["zero_shot_cached_loaded_models"] == []
 
 
@@ -180,6 +194,65 @@ def test_synthetic_run_agrees_with_pytrec_eval_and_has_ties():
     for q in ours:
         for m, pm in perf._pytrec_names((1, 10)).items():
             assert ours[q][m] == pytest.approx(ref[q][pm], abs=1e-12)
+
+
+def test_min_cosine_of_identical_and_perturbed_rows():
+    a = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 4.0]])
+    assert perf._min_cosine(a, 5 * a) == pytest.approx(1.0, abs=1e-15)
+    b = a.copy()
+    b[1] = [2.0, 2.0]  # 45 degrees away from [0, 2]
+    assert perf._min_cosine(a, b) == pytest.approx(1 / math.sqrt(2), abs=1e-15)
+    assert perf._min_cosine(a, -a) == pytest.approx(-1.0, abs=1e-15)
+
+
+# ----------------------------------------------------------------------------- the precision `auto` picks
+
+NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_tile"}  # the CPU features torch's probes look for
+
+
+def cpuinfo_flags() -> set[str]:
+    """The CPU feature flags the Linux kernel reports (x86 ``flags``, Arm ``Features``)."""
+    for line in open("/proc/cpuinfo").read().splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return set(value.split())
+    return set()
+
+
+def cpuinfo_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively, read from /proc/cpuinfo rather than from era_core."""
+    return bool(cpuinfo_flags() & NATIVE_BF16_FLAGS)
+
+
+def test_cpu_bf16_probe_agrees_with_proc_cpuinfo():
+    from era_core.encoders import cpu_has_native_bf16
+
+    assert cpu_has_native_bf16() is cpuinfo_has_native_bf16()
+
+
+# dtype="auto" per registry model: (CPU with native bf16, CPU without, CUDA).
+AUTO_DTYPES = {
+    "minilm-l6": ("bfloat16", "float32", "float32"),
+    "mpnet-base": ("bfloat16", "float32", "float32"),
+    "minilm-l3-onnx": ("float32", "float32", "float32"),  # ONNX has no bf16 path
+    "embeddinggemma-300m": ("bfloat16", "float32", "bfloat16"),
+    "potion-base-8m": ("float32", "float32", "float32"),  # static embeddings: no matmuls to speed up
+    "qwen3-8b": ("bfloat16", "float32", "bfloat16"),
+    "qwen3-0.6b": ("bfloat16", "float32", "float16"),
+    "bge-m3": ("bfloat16", "float32", "float32"),
+}
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_dtype_per_model_and_device(monkeypatch, native):
+    from era_core import encoders
+
+    monkeypatch.setattr(encoders, "cpu_has_native_bf16", lambda: native)
+    assert set(encoders.REGISTRY) <= set(AUTO_DTYPES)  # a new model needs its row here
+    for key, spec in encoders.REGISTRY.items():
+        cpu_native, cpu_plain, cuda = AUTO_DTYPES[key]
+        assert encoders.auto_dtype(spec, "cpu") == (cpu_native if native else cpu_plain), key
+        assert encoders.auto_dtype(spec, "cuda") == encoders.auto_dtype(spec, "cuda:1") == cuda, key
 
 
 def test_loglog_slope_recovers_a_power_law():
