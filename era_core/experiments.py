@@ -12,6 +12,7 @@ Scoring scopes: every method, baselines included, is scored per task on the *sam
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -34,7 +35,10 @@ from era_core.retrieval import run_from_topk, topk_search
 from era_core.splits import split_queries
 
 HEADLINE = "ndcg@10"
-METHOD_MODES = {"era": "both", "label_only": "label_only", "alignment_only": "alignment_only", "small_adapter": "small_adapter"}
+#: Per-query nDCG@10 of a run on each evaluation unit's test split (the queries paired tests compare).
+PER_QUERY_FILE = "per_query.json"
+METHOD_MODES = {"era": "both", "label_only": "label_only", "alignment_only": "alignment_only",
+                "small_adapter": "small_adapter", "fused": "fused", "residual_mlp": "residual_mlp"}
 
 
 # ---------------------------------------------------------------- setup and encoders
@@ -68,6 +72,14 @@ class Setup:
             dtype=p["dtype"],
             progress=p["progress"],
         )
+
+
+@functools.lru_cache(maxsize=1)
+def machine() -> dict[str, Any]:
+    """``hardware.describe()`` of this process's machine (read once)."""
+    from era_core.hardware import describe
+
+    return describe()
 
 
 def resolve_device(device: str) -> str:
@@ -199,6 +211,13 @@ def test_qids(units: Iterable, seed: int, val_ratio: float = 0.1, eval_ratio: fl
     return out
 
 
+def headline_per_query(per_query: dict[str, dict[str, dict[str, float]]],
+                       keep: dict[str, list[str]]) -> dict[str, dict[str, float]]:
+    """``{unit: {qid: nDCG@10}}`` of the kept (test-split) queries: what paired tests over queries need."""
+    return {unit: {q: per_query[unit][q][HEADLINE] for q in keep.get(unit, []) if q in per_query[unit]}
+            for unit in per_query}
+
+
 def summarise(per_query: dict[str, dict[str, dict[str, float]]], unit_domain: dict[str, str],
               keep: dict[str, list[str]] | None = None) -> dict[str, Any]:
     """Aggregate per-query metrics of units into per-task, per-domain and overall means.
@@ -261,7 +280,8 @@ def zero_shot(setup: Setup, models: list[str], *, use_instructions: bool, seeds:
         records.append({**base, "scope": "all", "seed": None, **summarise(per_query, unit_domain)})
         for seed in seeds:
             keep = test_qids(units, seed, val_ratio, eval_ratio)
-            records.append({**base, "scope": "test", "seed": seed, **summarise(per_query, unit_domain, keep)})
+            records.append({**base, "scope": "test", "seed": seed, **summarise(per_query, unit_domain, keep),
+                            "per_query": headline_per_query(per_query, keep)})
     return records, ms_per_query
 
 
@@ -402,10 +422,11 @@ def train_alignment_cached(units: list[Task], setup: Setup, cfg) -> tuple[Any, d
 def apply_and_score(adapter, embs: list, *, query_side: str, unit_domain: dict[str, str]) -> dict[str, dict]:
     """Per-query metrics of every unit with ``adapter`` applied to its query vectors (all labelled queries)."""
     from era_core.adapter import apply_adapter
+    from era_core.train import query_vectors
 
     per_query = {}
     for te in embs:
-        q = te.q_large if query_side == "large" else te.q_small
+        q = query_vectors(te, query_side)
         q = apply_adapter(adapter, q) if adapter is not None else q
         per_query[te.name] = score_unit(q, te.docs_small, te.qids, te.doc_ids, te.qrels)
     return per_query
@@ -423,7 +444,7 @@ def train_method(method: str, train_embs: list, train_units: list[Task], setup: 
     acfg = align_config(p, seed, setup.device)
     lcfg = label_config(p, train_ratio, seed, setup.device)
     align_adapter, align_meta = None, None
-    if method in ("era", "alignment_only"):
+    if method in ("era", "alignment_only", "residual_mlp"):
         align_adapter, align_meta = train_alignment_cached(train_units, setup, acfg)
     result = train_era(train_embs, METHOD_MODES[method], align_cfg=acfg, label_cfg=lcfg,
                        alignment_adapter=align_adapter, progress=setup.progress)
@@ -433,6 +454,13 @@ def train_method(method: str, train_embs: list, train_units: list[Task], setup: 
         meta["alignment_result"] = {"reused_from_cache": align_meta["key"], "history": align_meta["history"],
                                     "eval_cosine": align_meta["eval_cosine"], "best_epoch": align_meta["best_epoch"]}
     return result.adapter, meta
+
+
+def query_side_of(method: str) -> str:
+    """Which query vectors a method's adapter reads: ``large``, ``small`` or ``fused`` (both, concatenated)."""
+    from era_core.train import MODE_QUERY_SIDE
+
+    return MODE_QUERY_SIDE[METHOD_MODES[method]]
 
 
 def run_dir(results: Path, protocol: str, run_id: str) -> Path:
@@ -505,7 +533,7 @@ def run_job(protocol: str, method: str, *, seed: int, train_ratio: float, use_in
     }
     cfg_key = config_hash(cfg_obj)
     instr = "on" if use_instructions else "off"
-    run_id = _run_id(method, use_instructions, train_ratio, seed, label)
+    run_id = make_run_id(method, use_instructions, train_ratio, seed, label)
     folder = run_dir(results, protocol, run_id)
     done = run_is_done(folder, cfg_key)
     if done is not None:
@@ -520,7 +548,7 @@ def run_job(protocol: str, method: str, *, seed: int, train_ratio: float, use_in
     elapsed = time.perf_counter() - t0
 
     unit_domain = {u.name: u.domain for u in eval_units}
-    query_side = "small" if method == "small_adapter" else "large"
+    query_side = query_side_of(method)
     per_query = apply_and_score(adapter, embs, query_side=query_side, unit_domain=unit_domain)
     split_test = test_qids(embs, seed, p["val_ratio"], p["eval_ratio"])
     trained_test = meta.get("label_result", {}) or {}
@@ -535,6 +563,8 @@ def run_job(protocol: str, method: str, *, seed: int, train_ratio: float, use_in
         **base,
         "config_key": cfg_key,
         "dropped_rows": {u.name: u.dropped_counts() for u in eval_units},
+        # Bytes match across machines only within one CPU kernel family (README, "Reproducibility").
+        "hardware": machine(),
         "scopes": {
             "test": summarise(per_query, unit_domain, split_test),
             "protocol": summarise(per_query, unit_domain, keep_protocol),
@@ -546,6 +576,7 @@ def run_job(protocol: str, method: str, *, seed: int, train_ratio: float, use_in
                  {"method": method, "large_model": setup.large_model, "small_model": setup.small_model,
                   "query_side": query_side})
     write_json(folder / "era_meta.json", meta)
+    write_json(folder / PER_QUERY_FILE, headline_per_query(per_query, split_test))
     write_json(results / "timing" / "runs" / protocol / f"{run_id}.json", {"train_elapsed_sec": elapsed, **timings})
     write_json(folder / "summary.json", summary)  # last: marks the run complete, so a killed run is redone
     return summary
@@ -602,7 +633,7 @@ def select_label_lr(pool: EmbeddingPool, p: dict[str, Any], results: Path, metho
             run_job("lr_selection", method, seed=seed, train_ratio=ratio, use_instructions=inst, train_names=names,
                     pool=pool, p={**p, "label_lr": lr, "label_lr_grid": ""}, results=results, label=label,
                     eval_names=names)
-            meta = read_json(run_dir(results, "lr_selection", _run_id(method, inst, ratio, seed, label)) / "era_meta.json")
+            meta = read_json(run_dir(results, "lr_selection", make_run_id(method, inst, ratio, seed, label)) / "era_meta.json")
             val = (meta.get("label_result") or {}).get("best_val_loss")
             if val is None:
                 raise EraError(f"cannot select label_lr for {method}: the runs have no validation queries; set label_lr_grid ''")
@@ -614,7 +645,8 @@ def select_label_lr(pool: EmbeddingPool, p: dict[str, Any], results: Path, metho
     return out
 
 
-def _run_id(method: str, use_instructions: bool, train_ratio: float, seed: int, label: dict[str, Any]) -> str:
+def make_run_id(method: str, use_instructions: bool, train_ratio: float, seed: int, label: dict[str, Any]) -> str:
+    """The folder name of one run under ``results/runs/<protocol>/``."""
     instr = "on" if use_instructions else "off"
     return f"{method}__inst{instr}__train{train_ratio:g}__seed{seed}" + "".join(f"__{k}-{v}" for k, v in label.items())
 

@@ -124,6 +124,21 @@ def describe() -> dict[str, Any]:
     }
 
 
+def as_markdown(info: dict[str, Any] | None = None) -> str:
+    """The :func:`describe` record as a short Markdown list (for the datasheet)."""
+    info = describe() if info is None else info
+    isa = ", ".join(f"{k} {'yes' if v is True else 'no' if v is False else v}" for k, v in info["isa"].items())
+    blas = "; ".join(f"{b['library']} {b['version']} ({b['threading_layer']}, {b['architecture']})" for b in info["blas"])
+    return "\n".join([
+        f"- CPU: {info['cpu_model']} ({info['machine']}, {info['logical_cores']} logical cores)",
+        f"- ISA: {isa}",
+        f"- NumPy BLAS: {blas or UNKNOWN}; torch BLAS {info['torch_blas']}, oneDNN {info['torch_onednn']}, "
+        f"kernels {info['torch_cpu_capability']}",
+        f"- torch {info['torch']}, NumPy {info['numpy']}; bf16 autocast for `dtype: auto`: "
+        f"{'yes' if info['cpu_bf16_autocast'] else 'no'}",
+    ]) + "\n"
+
+
 def main() -> int:
     """Print :func:`describe` as JSON."""
     print(json.dumps(describe(), indent=2))

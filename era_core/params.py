@@ -16,10 +16,10 @@ from typing import Any, Callable
 
 from era_core.errors import EraError, ParamsError
 
-METHODS = ("era", "label_only", "alignment_only", "small_adapter")
+METHODS = ("era", "label_only", "alignment_only", "small_adapter", "fused", "residual_mlp")
 INSTRUCTION_SETTINGS = ("on", "off")
 ALIGN_LOSSES = ("cosine", "mse", "smooth_l1")
-ALIGN_INITS = ("default", "ridge")
+ALIGN_INITS = ("default", "ridge", "procrustes")
 NEG_STRATEGIES = ("random", "naive_topk", "topk_percpos")
 SCHEDULES = ("reference", "warmup_linear", "constant")
 DEVICES = ("cpu", "cuda", "auto")
@@ -165,7 +165,7 @@ ALIGN = {
     "align_weight_decay": Param(float, 0.01, _non_negative, "Phase 1 weight decay"),
     "align_batch_size": Param(int, 256, _positive, "Phase 1 batch size"),
     "align_epochs": Param(int, 20, _non_negative, "Phase 1 epochs"),
-    "align_init": Param(str, "default", _choice(ALIGN_INITS), "Phase 1 start: PyTorch default init or closed-form ridge"),
+    "align_init": Param(str, "default", _choice(ALIGN_INITS), "Phase 1 start: PyTorch default init, closed-form ridge, or orthogonal Procrustes (equal dims only)"),
 }
 LABEL = {
     "val_ratio": Param(float, 0.1, _ratio, "validation share of each task's labelled queries"),

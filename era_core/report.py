@@ -32,9 +32,10 @@ OVERALL_QW = "overall_query_weighted"
 INSTRUCTION_SETTINGS = ("on", "off")
 
 #: Every method of the main table, in display order.
-METHODS = ("zero_shot_small", "zero_shot_large", "alignment_only", "label_only", "era", "small_adapter")
+METHODS = ("zero_shot_small", "zero_shot_large", "alignment_only", "label_only", "era", "small_adapter", "fused",
+           "residual_mlp")
 #: Methods trained on labels (they vary with the train ratio).
-LABEL_METHODS = ("label_only", "era", "small_adapter")
+LABEL_METHODS = ("label_only", "era", "small_adapter", "fused", "residual_mlp")
 METHOD_LABELS = {
     "zero_shot_small": "Zero-shot small",
     "zero_shot_large": "Zero-shot large",
@@ -42,11 +43,14 @@ METHOD_LABELS = {
     "label_only": "Embedding Adapter (label only)",
     "era": "ERA",
     "small_adapter": "Small adapter (same model)",
+    "fused": "Fused (large ⊕ small queries)",
+    "residual_mlp": "ERA, residual MLP",
 }
 #: Two-line labels for crowded category axes.
 SHORT_LABELS = {
     "zero_shot_small": "Zero-shot\nsmall", "zero_shot_large": "Zero-shot\nlarge", "alignment_only": "Alignment\nonly",
     "label_only": "Embedding\nAdapter", "era": "ERA", "small_adapter": "Small\nadapter",
+    "fused": "Fused", "residual_mlp": "ERA\nres. MLP",
 }
 #: One colour per method, identical in every figure.
 METHOD_COLORS = {
@@ -56,11 +60,14 @@ METHOD_COLORS = {
     "label_only": "#ff7f0e",
     "era": "#1f77b4",
     "small_adapter": "#2ca02c",
+    "fused": "#d62728",
+    "residual_mlp": "#17becf",
 }
 #: Which encoder embeds the queries of each method (documents always use the small model).
 QUERY_SIDE = {
     "zero_shot_small": "small", "zero_shot_large": "large", "alignment_only": "large",
-    "label_only": "large", "era": "large", "small_adapter": "small",
+    "label_only": "large", "era": "large", "small_adapter": "small", "fused": "large+small",
+    "residual_mlp": "large",
 }
 
 #: results file of each input kind and the notebook that writes it.
@@ -71,7 +78,11 @@ INPUTS = {
     "lodo": ("lodo.json", "04_lodo"),
     "domain_specific": ("domain_specific.json", "05_domain_specific"),
     "encoder_pairs": ("encoder_pairs.json", "07_encoder_pairs"),
+    "significance": ("significance.json", "03_training"),
 }
+#: Baselines of the main table's paired tests, in the order of its significance column.
+SIG_BASELINES = ("zero_shot_small", "small_adapter", "zero_shot_large")
+SIG_COLUMN = "vs ZS small / control / ZS large"
 
 # Fixed rc settings so the PDFs depend on nothing but the data: TrueType (Type 42) fonts,
 # the bundled DejaVu family, and no hash salt.
@@ -100,7 +111,7 @@ _VALUE_COLS = [f"{HEADLINE}_mean", f"{HEADLINE}_std", "n_seeds"]
 
 _REQUIRED_KEYS = {"zero_shot": ("setup", "models", "records"),
                   "alignment": ("history", "eval_cosine", "ridge_eval_cosine"),
-                  "encoder_pairs": ("rows",)}
+                  "encoder_pairs": ("rows",), "significance": ()}
 
 
 def load_results(kind: str, results: Path | str = paths.RESULTS) -> dict[str, Any]:
@@ -487,7 +498,66 @@ def main_table(results: Path | str = paths.RESULTS, main_instructions: str = "on
     keys, means, stds, counts = _grid(view, ["method", "train_ratio"], "domain", cols)
     labels = pd.DataFrame({"Method": [METHOD_LABELS[m] for m in keys.method],
                            "Train ratio": [_ratio_text(r) for r in keys.train_ratio]})
-    return _write_table(long, _render(labels, means, stds, counts), Path(results) / "tables", "main")
+    sig = load_results("significance", results).get(main_instructions)
+    if sig is None:
+        raise EraError(f"significance.json has no {main_instructions!r} block; rerun 03_training with that setting")
+    md, tex = _render(labels, means, stds, counts)
+    marks = significance_marks(sig, keys)
+    md = _md_add_column(md, SIG_COLUMN, marks) + "\n" + significance_caption(sig) + "\n"
+    return _write_table(long, (md, _tex_add_column(tex, SIG_COLUMN, marks)), Path(results) / "tables", "main")
+
+
+def significance_marks(sig: dict[str, Any], keys: pd.DataFrame) -> list[str]:
+    """Per main-table row, one mark per baseline: ``+`` / ``−`` significantly above / below, ``ns``, ``·`` self."""
+    by = {}
+    for r in sig["comparisons"]:
+        ratio = r["train_ratio"]
+        # alignment_only ignores the ratio (one row in the table, one comparison per baseline)
+        key = (r["method"], None if ratio is None or r["method"] == "alignment_only" else float(ratio), r["baseline"])
+        by[key] = r
+    out = []
+    for method, ratio in zip(keys.method, keys.train_ratio):
+        ratio = None if pd.isna(ratio) or method == "alignment_only" else float(ratio)
+        marks = []
+        for base in SIG_BASELINES:
+            r = by.get((method, ratio, base))
+            if method == base:
+                marks.append("·")
+            elif r is None:
+                marks.append("n/a")
+            else:
+                marks.append(("+" if r["mean_diff"] > 0 else "−") if r["significant"] else "ns")
+        out.append(" / ".join(marks))
+    return out
+
+
+def significance_caption(sig: dict[str, Any]) -> str:
+    """One generic sentence stating the test behind the significance column."""
+    return (f"Last column: {sig['test']} against zero-shot small, the same-model control "
+            f"(same train ratio) and zero-shot large; `+`/`−` = significantly higher/lower at Holm-adjusted "
+            f"p < {sig['alpha']:g}, `ns` = not significant, `·` = the baseline itself, `n/a` = not compared. "
+            f"Unit: {sig['unit']}; {sig['n_resamples']:,} sign flips (exact when fewer suffice).")
+
+
+def _md_add_column(md: str, title: str, values: list[str]) -> str:
+    """Append one text column to a rendered Markdown table (header, rule, one cell per row)."""
+    lines = md.rstrip("\n").splitlines()
+    lines[0] += f" {title} |"
+    lines[1] += ":" + "-" * max(3, len(title) - 1) + "|"
+    for i, v in enumerate(values):
+        lines[2 + i] += f" {v} |"
+    return "\n".join(lines) + "\n"
+
+
+def _tex_add_column(tex: str, title: str, values: list[str]) -> str:
+    """Append one text column to a rendered booktabs table (the first row ending in \\\\ is the header)."""
+    lines = tex.splitlines()
+    rows = [i for i, line in enumerate(lines) if line.endswith(r"\\")]
+    cells = [_tex_escape(title)] + [v.replace("−", "$-$").replace("·", "--") for v in values]
+    for i, cell in zip(rows, cells):
+        lines[i] = lines[i][:-2].rstrip() + f" & {cell} " + r"\\"
+    lines = [line.replace(r"\begin{tabular}{", r"\begin{tabular}{l", 1) for line in lines]
+    return "\n".join(lines) + "\n"
 
 
 def zero_shot_table(results: Path | str = paths.RESULTS) -> list[Path]:

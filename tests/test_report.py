@@ -103,6 +103,7 @@ def write_results(folder: Path, seeds: tuple[int, ...] = SEEDS) -> Path:
                     vals = {t: score(m, t, ratio=r, inst=inst, seed=s) for t in TASKS}
                     runs.append(run("in_domain", m, r, inst, s, vals, vals))
     write_json(folder / "training.json", {"setup": {}, "runs": runs})
+    write_json(folder / "significance.json", {inst: significance_block(methods) for inst in ("on", "off")})
 
     lodo_runs = []
     for d in ("academic", "medical"):
@@ -121,6 +122,29 @@ def write_results(folder: Path, seeds: tuple[int, ...] = SEEDS) -> Path:
                 ds_runs.append(run("domain_specific", m, 0.4, "on", s, proto, proto, train_domain=d))
     write_json(folder / "domain_specific.json", {"setup": {}, "runs": ds_runs})
     return folder
+
+
+def synthetic_difference(method: str, ratio: float | None, baseline: str) -> float:
+    """The known mean difference of the synthetic scores (offsets per task and seed cancel in a pair)."""
+    def level(m: str) -> float:
+        return BASE[m] + (0.1 * ratio if m in ("label_only", "era", "small_adapter") else 0.0)
+    return round(level(method) - level(baseline), 6)
+
+
+def significance_block(methods: tuple[str, ...]) -> dict:
+    """significance.json's block for one setting: significant exactly when |difference| > 0.05."""
+    rows = [("zero_shot_large", None)] + [(m, r) for m in methods for r in RATIOS]
+    comparisons = []
+    for m, r in rows:
+        for base in report.SIG_BASELINES:
+            if base == m or (base == "small_adapter" and r is None):
+                continue
+            d = synthetic_difference(m, r if r is not None else 0.0, base)
+            comparisons.append({"method": m, "train_ratio": r, "baseline": base, "mean_diff": d,
+                                "p_value": 0.001 if abs(d) > 0.05 else 0.4, "p_holm": 0.002 if abs(d) > 0.05 else 0.8,
+                                "significant": abs(d) > 0.05, "n_queries": 10})
+    return {"alpha": 0.05, "n_resamples": 100, "test": "paired randomisation test", "unit": "query",
+            "comparisons": comparisons}
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -159,7 +183,7 @@ def test_main_csv_columns_methods_and_hand_checked_cell(built):
     rows = read_csv(built[0] / "tables" / "main.csv")
     need = {"method", "train_ratio", "domain", "ndcg@10_mean", "ndcg@10_std", "n_seeds", "instructions", "metric_scope"}
     assert need <= set(rows[0])
-    assert {r["method"] for r in rows} == set(report.METHODS)
+    assert {r["method"] for r in rows} == set(report.METHODS) - {"fused", "residual_mlp"}  # not in the synthetic runs
     assert {r["domain"] for r in rows} == {"academic", "medical", "overall", "overall_query_weighted"}
     assert {r["instructions"] for r in rows} == {"on", "off"} and {r["metric_scope"] for r in rows} == {"test"}
 
@@ -199,7 +223,8 @@ def test_latex_booktabs_and_bold_best_per_column(built):
     for rule in (r"\toprule", r"\midrule", r"\bottomrule"):
         assert tex.count(rule) == 1, rule
     header, rows = _tex_rows(built[0] / "tables" / "main.tex")
-    assert header[:2] == ["Method", "Train ratio"] and header[2:] == ["academic", "medical", "overall"]
+    assert header[:2] == ["Method", "Train ratio"]
+    assert header[2:] == ["academic", "medical", "overall", report.SIG_COLUMN]
     acad, med = header.index("academic"), header.index("medical")
     bold = {(r[0], r[1]): [i for i, c in enumerate(r) if c.startswith(r"\textbf{")] for r in rows}
     assert acad in bold[("ERA", "0.4")] and med not in bold[("ERA", "0.4")]
@@ -357,3 +382,31 @@ def test_encoder_pairs_table_deltas_are_against_the_pairs_own_small_model(tmp_pa
     assert era["n_seeds"] == 2
     paths_written = report.encoder_pairs_table(tmp_path)
     assert all(p.is_file() for p in paths_written)
+
+
+def test_main_table_marks_significance_per_baseline(built):
+    results, _, _ = built
+    md = (results / "tables" / "main.md").read_text()
+    assert report.SIG_COLUMN in md.splitlines()[0] and "Holm" in md
+    rows = {tuple(c.strip() for c in line.strip("|").split("|")[:2]): line.strip("|").split("|")[-1].strip()
+            for line in md.splitlines()[2:] if line.startswith("|")}
+
+    def expected(method: str, ratio: float | None) -> str:
+        marks = []
+        for base in report.SIG_BASELINES:
+            if base == method:
+                marks.append("·")
+                continue
+            if base == "small_adapter" and ratio is None:
+                marks.append("n/a")        # a zero-shot row has no control at its ratio
+                continue
+            d = synthetic_difference(method, ratio or 0.0, base)
+            marks.append(("+" if d > 0 else "−") if abs(d) > 0.05 else "ns")
+        return " / ".join(marks)
+
+    assert rows[("ERA", "0.4")] == expected("era", 0.4)
+    assert rows[("Embedding Adapter (label only)", "0.1")] == expected("label_only", 0.1)
+    assert rows[("Zero-shot large", "")] == expected("zero_shot_large", None)
+    assert rows[("Zero-shot small", "")] == "· / n/a / n/a"     # the baselines are not tested against themselves
+    tex = (results / "tables" / "main.tex").read_text()
+    assert all(line.count("&") == tex.splitlines()[3].count("&") for line in tex.splitlines() if line.endswith("\\\\"))

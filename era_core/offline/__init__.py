@@ -197,12 +197,8 @@ def write_datasheet(root: Path, out_path: Path | None = None, *, extra_sections:
                   f"{t['n_dropped_too_generic']}, dropped as identical to a positive "
                   f"{t['n_dropped_identical_to_doc']}, ambiguous queries kept {t['n_ambiguous_queries']}, "
                   f"source pool {t['n_pool_docs']} documents.", ""]
-    lines += ["## Encoder-pair measurements (filled in by the lead)", ""]
-    if extra_sections:
-        for title, body in extra_sections.items():
-            lines += [f"### {title}", "", body.rstrip(), ""]
-    else:
-        lines += ["_Not yet measured._", ""]
+    for title, body in (extra_sections or {}).items():
+        lines += [f"## {title}", "", body.rstrip(), ""]
     atomic_write_text(out_path, "\n".join(lines))
     return out_path
 
