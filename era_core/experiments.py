@@ -33,6 +33,7 @@ from era_core.metrics import evaluate
 from era_core.params import parse_pairs, resolve_tasks, split_csv
 from era_core.retrieval import run_from_topk, topk_search
 from era_core.splits import split_queries
+from era_core.trec import QRELS_FILE, RUN_FILE, write_qrels, write_run
 
 HEADLINE = "ndcg@10"
 #: Per-query nDCG@10 of a run on each evaluation unit's test split (the queries paired tests compare).
@@ -193,12 +194,18 @@ def task_embeddings(units: list[Task], setup: Setup, use_instructions: bool, *, 
 
 
 def score_unit(queries: np.ndarray, docs: np.ndarray, qids: list[str], doc_ids: list[str],
-               qrels: dict[str, dict[str, int]], k: int = 100) -> dict[str, dict[str, float]]:
-    """Exact top-k search then per-query metrics for one unit (all its labelled queries)."""
+               qrels: dict[str, dict[str, int]], k: int = 100,
+               run_out: dict[str, dict[str, float]] | None = None) -> dict[str, dict[str, float]]:
+    """Exact top-k search then per-query metrics for one unit (all its labelled queries).
+
+    ``run_out``, when given, receives the top-k run ``{qid: {doc_id: score}}`` (for TREC run files).
+    """
     if len(qids) == 0:
         return {}
     scores, idx = topk_search(queries, docs, k=k, doc_ids=doc_ids)
     run = run_from_topk(qids, doc_ids, scores, idx)
+    if run_out is not None:
+        run_out.update(run)
     return evaluate({q: qrels[q] for q in qids}, run)
 
 
@@ -256,8 +263,12 @@ def summarise(per_query: dict[str, dict[str, dict[str, float]]], unit_domain: di
 
 
 def zero_shot(setup: Setup, models: list[str], *, use_instructions: bool, seeds: list[int],
-              val_ratio: float = 0.1, eval_ratio: float = 0.5) -> tuple[list[dict], dict[str, float]]:
+              val_ratio: float = 0.1, eval_ratio: float = 0.5,
+              results: Path | None = None) -> tuple[list[dict], dict[str, float]]:
     """Score each model on both sides (no adapter); one record per model × scope (× seed for the test scope).
+
+    With ``results``, each model's top-100 over all labelled queries and the qrels are written as TREC
+    files to ``results/runs/zero_shot/<model>__inst<on|off>/``.
 
     Returns the records and the measured query-encoding milliseconds per query of each model
     (timing lives apart from results so results stay byte-identical across runs).
@@ -266,7 +277,7 @@ def zero_shot(setup: Setup, models: list[str], *, use_instructions: bool, seeds:
     unit_domain = {u.name: u.domain for u in units}
     records, ms_per_query = [], {}
     for key in models:
-        per_query, n_q, t_q = {}, 0, 0.0
+        per_query, runs, n_q, t_q = {}, {}, 0, 0.0
         for unit in tqdm(units, desc=f"zero-shot {key}", disable=not setup.progress):
             qids, _, _ = query_inputs(unit, use_instructions)
             t0 = time.perf_counter()
@@ -274,8 +285,13 @@ def zero_shot(setup: Setup, models: list[str], *, use_instructions: bool, seeds:
             t_q += time.perf_counter() - t0
             n_q += len(qids)
             d = embed_corpus(key, unit, setup)
-            per_query[unit.name] = score_unit(q, d, qids, list(unit.corpus), unit.qrels)
+            per_query[unit.name] = score_unit(q, d, qids, list(unit.corpus), unit.qrels,
+                                              run_out=runs.setdefault(unit.name, {}))
         ms_per_query[key] = 1000.0 * t_q / max(n_q, 1)
+        if results is not None:
+            folder = run_dir(results, "zero_shot", f"{key}__inst{'on' if use_instructions else 'off'}")
+            write_run(folder / RUN_FILE, runs, tag=f"{key}-zero-shot")
+            write_qrels(folder / QRELS_FILE, {u.name: u.qrels for u in units})
         base = {"encoder": key, "instructions": "on" if use_instructions else "off", "train_ratio": None}
         records.append({**base, "scope": "all", "seed": None, **summarise(per_query, unit_domain)})
         for seed in seeds:
@@ -419,8 +435,12 @@ def train_alignment_cached(units: list[Task], setup: Setup, cfg) -> tuple[Any, d
 # ---------------------------------------------------------------- adapters: train and score
 
 
-def apply_and_score(adapter, embs: list, *, query_side: str, unit_domain: dict[str, str]) -> dict[str, dict]:
-    """Per-query metrics of every unit with ``adapter`` applied to its query vectors (all labelled queries)."""
+def apply_and_score(adapter, embs: list, *, query_side: str, unit_domain: dict[str, str],
+                    runs: dict[str, dict] | None = None) -> dict[str, dict]:
+    """Per-query metrics of every unit with ``adapter`` applied to its query vectors (all labelled queries).
+
+    ``runs``, when given, receives each unit's top-100 run (``{unit: {qid: {doc_id: score}}}``).
+    """
     from era_core.adapter import apply_adapter
     from era_core.train import query_vectors
 
@@ -428,7 +448,8 @@ def apply_and_score(adapter, embs: list, *, query_side: str, unit_domain: dict[s
     for te in embs:
         q = query_vectors(te, query_side)
         q = apply_adapter(adapter, q) if adapter is not None else q
-        per_query[te.name] = score_unit(q, te.docs_small, te.qids, te.doc_ids, te.qrels)
+        per_query[te.name] = score_unit(q, te.docs_small, te.qids, te.doc_ids, te.qrels,
+                                        run_out=None if runs is None else runs.setdefault(te.name, {}))
     return per_query
 
 
@@ -549,7 +570,8 @@ def run_job(protocol: str, method: str, *, seed: int, train_ratio: float, use_in
 
     unit_domain = {u.name: u.domain for u in eval_units}
     query_side = query_side_of(method)
-    per_query = apply_and_score(adapter, embs, query_side=query_side, unit_domain=unit_domain)
+    runs: dict[str, dict] = {}
+    per_query = apply_and_score(adapter, embs, query_side=query_side, unit_domain=unit_domain, runs=runs)
     split_test = test_qids(embs, seed, p["val_ratio"], p["eval_ratio"])
     trained_test = meta.get("label_result", {}) or {}
     trained_test = trained_test.get("eval_query_ids_per_task") or {n: split_test[n] for n in train_names}
@@ -577,6 +599,9 @@ def run_job(protocol: str, method: str, *, seed: int, train_ratio: float, use_in
                   "query_side": query_side})
     write_json(folder / "era_meta.json", meta)
     write_json(folder / PER_QUERY_FILE, headline_per_query(per_query, split_test))
+    # The test-split top-100 and its qrels in TREC format, readable by trec_eval, ir_measures and ranx.
+    write_run(folder / RUN_FILE, runs, tag=run_id, keep=split_test)
+    write_qrels(folder / QRELS_FILE, {te.name: te.qrels for te in embs}, keep=split_test)
     write_json(results / "timing" / "runs" / protocol / f"{run_id}.json", {"train_elapsed_sec": elapsed, **timings})
     write_json(folder / "summary.json", summary)  # last: marks the run complete, so a killed run is redone
     return summary

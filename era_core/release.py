@@ -37,7 +37,8 @@ def model_card(run: Path) -> dict[str, Any]:
         "method": summary["method"],
         "query_model": large, "query_model_hub_id": REGISTRY[large].hub_id, "query_dim": REGISTRY[large].dim,
         "doc_model": small, "doc_model_hub_id": REGISTRY[small].hub_id, "doc_dim": REGISTRY[small].dim,
-        "instruction_template": enc["large"].get("query_template"),
+        # The model's own query prompt (EmbeddingGemma's) stands in front of the instruction template.
+        "instruction_template": (enc["large"].get("query_prefix") or "") + (enc["large"].get("query_template") or ""),
         "benchmark": meta["config"]["params"]["benchmark"], "train_units": summary["train_units"],
         "train_ratio": summary["train_ratio"], "seed": summary["seed"], "instructions": summary["instructions"],
         "test_metrics_overall": summary["scopes"]["test"]["overall"],
@@ -86,11 +87,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--method", default="era", help="method whose run to export (default: era)")
     ap.add_argument("--run", default=None, help="explicit run folder (default: the largest-ratio run)")
     ap.add_argument("--out", default=None, help="output folder (default: <results>/adapters/<method>)")
+    ap.add_argument("--no-sentence-transformers", action="store_true",
+                    help="skip the sentence-transformers model folder (<out>-sentence-transformers)")
     args = ap.parse_args(argv)
     results = Path(args.results)
     try:
         run = Path(args.run) if args.run else pick_run(results, args.method)
         out = export_release(run, Path(args.out) if args.out else results / "adapters" / args.method)
+        if not args.no_sentence_transformers:
+            from era_core.export import export_sentence_transformers
+
+            st_out = export_sentence_transformers(run, out.parent / f"{out.name}-sentence-transformers")
+            print(f"sentence-transformers model: {st_out}")
     except EraError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -173,16 +173,6 @@ def test_failed_training_writes_nothing(smoke_pool, tmp_path, monkeypatch):
     assert not list(tmp_path.rglob("summary.json")) and not list(tmp_path.rglob("*.safetensors"))
 
 
-def test_lr_selection_uses_validation_loss_only(smoke_pool, tmp_path):
-    pool, p = smoke_pool
-    q = {**p, "label_lr_grid": "1e-5,1e-3", "seeds": "42", "train_ratios": "0.2"}
-    sel = ex.select_label_lr(pool, q, tmp_path, ["era", "alignment_only"])
-    assert set(sel) == {"era"}
-    grid = sel["era"]["grid"]
-    assert set(grid) == {"1e-05", "0.001"}
-    assert sel["era"]["chosen"] == float(min(grid, key=grid.get))
-
-
 def test_alignment_reuses_the_large_models_corpus_cache(smoke_pool):
     pool, _ = smoke_pool
     unit = pool.units[0]

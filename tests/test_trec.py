@@ -1,0 +1,57 @@
+"""TREC run and qrels files: written by every run, read back by ir_measures to our metrics exactly."""
+
+from __future__ import annotations
+
+import gzip
+
+import ir_measures
+import pytest
+from ir_measures import nDCG, RR
+
+from era_core import experiments as ex
+from era_core.io import read_json
+from era_core.params import SCHEMAS, validate
+from era_core.trec import QRELS_FILE, RUN_FILE, run_text, trec_qid, write_qrels, write_run
+
+
+def test_run_lines_follow_trec_evals_tie_order_and_unique_qids(tmp_path):
+    runs = {"T/a": {"q1": {"d1": 0.5, "d3": 0.5, "d2": 0.9}}, "T/b": {"q1": {"d9": 0.1}}}
+    lines = run_text(runs, "tag").splitlines()
+    assert lines == ["T/a/q1 Q0 d2 1 0.9 tag", "T/a/q1 Q0 d3 2 0.5 tag", "T/a/q1 Q0 d1 3 0.5 tag",
+                     "T/b/q1 Q0 d9 1 0.1 tag"]
+    assert trec_qid("My Task", "q 1") == "My_Task/q_1"
+    write_run(tmp_path / "a.gz", runs, "tag")
+    write_run(tmp_path / "b.gz", runs, "tag")
+    assert (tmp_path / "a.gz").read_bytes() == (tmp_path / "b.gz").read_bytes()     # no time in the header
+    assert gzip.decompress((tmp_path / "a.gz").read_bytes()).decode().splitlines() == lines
+    write_qrels(tmp_path / "q.trec", {"T/a": {"q1": {"d1": 2, "d2": 0}, "q2": {"d3": 1}}}, keep={"T/a": ["q1"]})
+    assert (tmp_path / "q.trec").read_text().splitlines() == ["T/a/q1 0 d1 2", "T/a/q1 0 d2 0"]
+
+
+def test_doc_ids_with_spaces_are_refused(tmp_path):
+    from era_core.errors import DataError
+
+    with pytest.raises(DataError, match="whitespace"):
+        run_text({"T": {"q": {"a b": 1.0}}}, "t")
+
+
+def test_ir_measures_reads_a_runs_files_to_our_metrics(tmp_path):
+    p = validate("03_training", {k: v.default for k, v in SCHEMAS["03_training"].items()}
+                 | {"large_model": "minilm-l6", "small_model": "minilm-l3-onnx", "progress": False,
+                    "align_epochs": 3, "label_epochs": 4, "tasks": "HPO-Synonyms,SymPy-API", "label_lr_grid": ""})
+    setup = ex.Setup.from_params(p)
+    pool = ex.EmbeddingPool(setup, ex.load_units(setup))
+    summary = ex.run_job("in_domain", "era", seed=42, train_ratio=0.2, use_instructions=True,
+                         train_names=[u.name for u in pool.units], pool=pool, p=p, results=tmp_path)
+    folder = ex.run_dir(tmp_path, "in_domain", "era__inston__train0.2__seed42")
+    qrels = list(ir_measures.read_trec_qrels(str(folder / QRELS_FILE)))
+    run = list(ir_measures.read_trec_run(str(folder / RUN_FILE)))
+    per_query = {m.query_id: m.value for m in ir_measures.iter_calc([nDCG @ 10], qrels, run)}
+    ours = read_json(folder / "per_query.json")
+    flat = {trec_qid(u, q): v for u, rows in ours.items() for q, v in rows.items()}
+    assert set(per_query) == set(flat) and len(flat) > 100
+    assert max(abs(per_query[q] - flat[q]) for q in flat) < 1e-9
+    overall = ir_measures.calc_aggregate([nDCG @ 10, RR], qrels, run)
+    test = summary["scopes"]["test"]
+    assert overall[nDCG @ 10] == pytest.approx(test["overall_query_weighted"]["ndcg@10"], abs=1e-9)
+    assert overall[RR] == pytest.approx(test["overall_query_weighted"]["mrr"], abs=1e-9)
