@@ -9,18 +9,24 @@ written as an empty CSV cell (shown without "±").
 
 from __future__ import annotations
 
+import io
+import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import matplotlib
 
-matplotlib.use("Agg")  # headless and deterministic; must precede the pyplot import
+if "ipykernel" not in sys.modules:
+    # Headless outside Jupyter; inside a kernel keep its (inline) backend so the user's own plots still
+    # show. The saved bytes never depend on the backend: PDF and PNG come from their own renderers.
+    matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
 
-from era_core import paths  # noqa: E402
+from era_core import paths, stats  # noqa: E402
 from era_core.errors import EraError  # noqa: E402
 from era_core.io import atomic_write, atomic_write_text, read_json  # noqa: E402
 
@@ -79,6 +85,7 @@ INPUTS = {
     "domain_specific": ("domain_specific.json", "05_domain_specific"),
     "encoder_pairs": ("encoder_pairs.json", "07_encoder_pairs"),
     "significance": ("significance.json", "03_training"),
+    "timing": ("timing/zero_shot.json", "01_zero_shot"),
 }
 #: Baselines of the main table's paired tests, in the order of its significance column.
 SIG_BASELINES = ("zero_shot_small", "small_adapter", "zero_shot_large")
@@ -100,6 +107,16 @@ _RC = {
     "grid.alpha": 0.3,
     "axes.axisbelow": True,
 }
+
+
+def theme() -> dict[str, Any]:
+    """The one figure theme: seaborn's ``whitegrid`` style under the fixed rc settings above."""
+    return {**sns.axes_style("whitegrid"), **_RC}
+
+
+#: What the error bars of the statistical figures show (seaborn's ``errorbar`` and its caption).
+ERRORBAR = "sd"
+ERRORBAR_TEXT = "±1 sd over seeds"
 _PDF_METADATA = {"CreationDate": None, "ModDate": None, "Creator": "era_core.report"}
 _PNG_METADATA = {"Software": None}
 #: Resolution of the PNG copies (the README's figure): sharp on screens, about 100 kB.
@@ -111,7 +128,7 @@ _VALUE_COLS = [f"{HEADLINE}_mean", f"{HEADLINE}_std", "n_seeds"]
 
 _REQUIRED_KEYS = {"zero_shot": ("setup", "models", "records"),
                   "alignment": ("history", "eval_cosine", "ridge_eval_cosine"),
-                  "encoder_pairs": ("rows",), "significance": ()}
+                  "encoder_pairs": ("rows",), "significance": (), "timing": ("query_ms_per_query",)}
 
 
 def load_results(kind: str, results: Path | str = paths.RESULTS) -> dict[str, Any]:
@@ -291,13 +308,27 @@ def main_frame(results: Path | str = paths.RESULTS) -> pd.DataFrame:
     return _sort_main(out)
 
 
-def lodo_frame(results: Path | str = paths.RESULTS) -> pd.DataFrame:
-    """Long-form LODO table: per held-out domain, LODO vs in-domain vs zero-shot nDCG@10 on that domain.
+def main_seed_frame(results: Path | str = paths.RESULTS, main_instructions: str = "on") -> pd.DataFrame:
+    """Per-seed rows behind :func:`main_frame` (one instruction setting): what seaborn aggregates into error bars."""
+    _check_instructions(main_instructions)
+    zs = load_results("zero_shot", results)
+    tr = load_results("training", results)
+    df = pd.DataFrame(_zero_shot_rows(zs, "test") + _training_rows(tr, "test"))
+    view = df[df.instructions == main_instructions]
+    if view.empty:
+        raise EraError(f"no results with instructions={main_instructions!r}; available: "
+                       f"{sorted(set(df.instructions))}; set main_instructions accordingly")
+    return _with_labels(view.reset_index(drop=True))
 
-    ``evaluation`` is ``test`` (the domain's test split, comparable with in-domain training) or
-    ``all`` (every labelled query of the held-out domain: the reference protocol). In-domain and
-    zero-shot values use the LODO run's instruction setting (and, for in-domain, its train ratio).
-    """
+
+def _with_labels(df: pd.DataFrame) -> pd.DataFrame:
+    """Add the display label of each method (seaborn's hue), keeping METHODS order as a category."""
+    order = [METHOD_LABELS[m] for m in METHODS]
+    return df.assign(Method=pd.Categorical([METHOD_LABELS[m] for m in df.method], categories=order))
+
+
+def _lodo_rows(results: Path | str) -> list[dict[str, Any]]:
+    """Per-seed rows of :func:`lodo_frame` (before aggregation)."""
     lodo = load_results("lodo", results)
     zs = load_results("zero_shot", results)
     tr = load_results("training", results)
@@ -336,6 +367,17 @@ def lodo_frame(results: Path | str = paths.RESULTS) -> pd.DataFrame:
                     rows.append({**r, "held_out": r["domain"], "source": "zero_shot", "evaluation": ev})
     for r in rows:
         r.pop("domain", None)
+    return rows
+
+
+def lodo_frame(results: Path | str = paths.RESULTS) -> pd.DataFrame:
+    """Long-form LODO table: per held-out domain, LODO vs in-domain vs zero-shot nDCG@10 on that domain.
+
+    ``evaluation`` is ``test`` (the domain's test split, comparable with in-domain training) or
+    ``all`` (every labelled query of the held-out domain: the reference protocol). In-domain and
+    zero-shot values use the LODO run's instruction setting (and, for in-domain, its train ratio).
+    """
+    rows = _lodo_rows(results)
     out = _aggregate(rows, ["held_out", "method", "source", "evaluation", "train_ratio", "instructions"])
     src = {"lodo": 0, "in_domain": 1, "zero_shot": 2}
     out["_k"] = [(_domain_key(d), s == "zero_shot", _method_key(m), src[s], e != "test", i)
@@ -614,8 +656,18 @@ def domain_specific_table(results: Path | str = paths.RESULTS, main_instructions
 # ---------------------------------------------------------------- figures
 
 
+#: Resolution of the inline previews that :func:`show` displays (never written to disk).
+PREVIEW_DPI = 100
+#: In-memory PNG preview of each figure saved in this process, keyed by its resolved PDF path.
+_PREVIEWS: dict[str, bytes] = {}
+
+
 def _save(fig: plt.Figure, path: Path, png: Path | None = None) -> list[Path]:
-    """Save a figure as a byte-stable PDF (no timestamps) and optionally PNG, atomically, and close it."""
+    """Save a figure as a byte-stable PDF (no timestamps) and optionally PNG, atomically, and close it.
+
+    A PNG preview for :func:`show` is rendered last, from the same figure, after the files are
+    written, so showing a figure can never change their bytes.
+    """
     out = [path]
     try:
         atomic_write(path, lambda p: fig.savefig(p, format="pdf", metadata=_PDF_METADATA, bbox_inches="tight"))
@@ -624,15 +676,39 @@ def _save(fig: plt.Figure, path: Path, png: Path | None = None) -> list[Path]:
             atomic_write(png, lambda p: fig.savefig(p, format="png", dpi=PNG_DPI, metadata=_PNG_METADATA,
                                                     bbox_inches="tight"))
             out.append(png)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=PREVIEW_DPI, metadata=_PNG_METADATA, bbox_inches="tight")
+        _PREVIEWS[str(Path(path).resolve())] = buf.getvalue()
     finally:
         plt.close(fig)
     return out
 
 
 def _figure(render: Callable[[], plt.Figure], path: Path) -> Path:
-    with plt.rc_context(_RC):
+    with plt.rc_context(theme()):
         fig = render()
         return _save(fig, path)[0]
+
+
+def preview(path: Path | str) -> bytes:
+    """PNG bytes of the preview of a figure saved in this process (``path`` = its PDF)."""
+    key = str(Path(path).resolve())
+    if key not in _PREVIEWS:
+        raise EraError(f"no preview of {path}: it was not drawn in this Python process; call the report function "
+                       f"that writes it (e.g. report.make_all or report.figure_<name>) first, then show it")
+    return _PREVIEWS[key]
+
+
+def show(*figures: Path | str | Iterable[Path | str]) -> None:
+    """Display figures inline in Jupyter (PNG previews of their PDFs); non-PDF paths (tables) are ignored."""
+    from IPython.display import Image, display
+
+    flat: list[Path] = []
+    for item in figures:
+        flat.extend([Path(item)] if isinstance(item, (str, Path)) else [Path(p) for p in item])
+    for pdf in flat:
+        if pdf.suffix == ".pdf":
+            display(Image(data=preview(pdf), format="png"))
 
 
 def _series(df: pd.DataFrame, **eq: Any) -> pd.DataFrame:
@@ -667,78 +743,72 @@ def _at_ratio(view: pd.DataFrame, ratio: float) -> pd.DataFrame:
 
 def figure_ndcg_vs_ratio(results: Path | str = paths.RESULTS, figures: Path | str = paths.FIGURES,
                          main_instructions: str = "on") -> list[Path]:
-    """``ndcg_vs_ratio.{pdf,png}``: overall nDCG@10 vs train ratio, ±std bands, zero-shot and alignment-only as lines.
+    """``ndcg_vs_ratio.{pdf,png}``: overall nDCG@10 vs train ratio, mean and ±1 sd band over seeds (seaborn);
+    zero-shot and alignment-only (no labels) as horizontal lines at their means.
 
     The PNG is the README's figure (``python -m era_core.readme`` copies it to ``docs/img/``).
     """
+    seeds = _series(main_seed_frame(results, main_instructions), domain=OVERALL)
     view = _series(_main_view(results, main_instructions), domain=OVERALL)
-    mean, std = _VALUE_COLS[0], _VALUE_COLS[1]
+    mean = _VALUE_COLS[0]
+    labelled = seeds[seeds.method.isin(LABEL_METHODS)].assign(Method=lambda d: d.Method.astype(str))
+    present = [m for m in METHODS if m in set(view.method)]
 
     def render() -> plt.Figure:
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
-        ratios = sorted(set(view.train_ratio.dropna()))
-        for m in LABEL_METHODS:
-            s = _series(view, method=m).sort_values("train_ratio")
-            if s.empty:
-                continue
-            x, y, e = s.train_ratio.to_numpy(), s[mean].to_numpy(), np.nan_to_num(s[std].to_numpy())
-            ax.plot(x, y, marker="o", color=METHOD_COLORS[m], label=METHOD_LABELS[m], lw=1.8)
-            ax.fill_between(x, y - e, y + e, color=METHOD_COLORS[m], alpha=0.18, lw=0)
-        for m, ls in (("zero_shot_small", "--"), ("zero_shot_large", "--"), ("alignment_only", ":")):
+        ratios = sorted(set(labelled.train_ratio.dropna()))
+        trained = [METHOD_LABELS[m] for m in LABEL_METHODS if m in present]
+        if trained:
+            sns.lineplot(data=labelled, x="train_ratio", y="value", hue="Method", hue_order=trained,
+                         palette={METHOD_LABELS[m]: METHOD_COLORS[m] for m in LABEL_METHODS}, errorbar=ERRORBAR,
+                         marker="o", lw=1.8, err_kws={"alpha": 0.18, "lw": 0}, legend=False, ax=ax)
+        styles = {"zero_shot_small": "--", "zero_shot_large": "--", "alignment_only": ":"}
+        for m, ls in styles.items():
             s = _series(view, method=m)
             if not s.empty:
-                ax.axhline(float(s[mean].iloc[0]), color=METHOD_COLORS[m], ls=ls, lw=1.4, label=METHOD_LABELS[m])
+                ax.axhline(float(s[mean].iloc[0]), color=METHOD_COLORS[m], ls=ls, lw=1.4)
+        from matplotlib.lines import Line2D
+
+        handles = [Line2D([], [], color=METHOD_COLORS[m], ls=styles.get(m, "-"), marker=None if m in styles else "o",
+                          lw=1.6, label=METHOD_LABELS[m]) for m in present]
         ax.set_xticks(ratios)
         ax.set_xticklabels([f"{r:g}" for r in ratios])
         ax.set_xlabel("Fraction of labelled queries used for training (train ratio)")
         ax.set_ylabel("nDCG@10 (test split, macro over tasks)")
         ax.set_title(f"Retrieval quality vs. labelled data (instructions {main_instructions})")
-        handles, labels = ax.get_legend_handles_labels()
-        order = sorted(range(len(labels)), key=lambda k: [METHOD_LABELS[m] for m in METHODS].index(labels[k]))
-        ax.legend([handles[k] for k in order], [labels[k] for k in order], loc="upper left",
-                  bbox_to_anchor=(1.0, 1.0), framealpha=0.9)
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), framealpha=0.9,
+                  title=f"band: {ERRORBAR_TEXT}", title_fontsize=8)
         return fig
 
-    with plt.rc_context(_RC):
+    with plt.rc_context(theme()):
         return _save(render(), Path(figures) / "ndcg_vs_ratio.pdf", png=Path(figures) / "ndcg_vs_ratio.png")
 
 
-def _grouped_bars(ax: plt.Axes, groups: list[str], series: list[tuple[str, dict[str, tuple[float, float]], dict]],
-                  width_total: float = 0.82) -> None:
-    """Draw grouped bars: ``series`` = (label, {group: (mean, std)}, bar kwargs)."""
-    n = max(len(series), 1)
-    w = width_total / n
-    x = np.arange(len(groups))
-    for j, (label, vals, kw) in enumerate(series):
-        ys = np.array([vals.get(g, (np.nan, np.nan))[0] for g in groups], dtype=float)
-        es = np.nan_to_num(np.array([vals.get(g, (np.nan, np.nan))[1] for g in groups], dtype=float))
-        ax.bar(x - width_total / 2 + w * (j + 0.5), ys, w, yerr=es, label=label, capsize=2,
-               error_kw={"lw": 0.8}, edgecolor="white", linewidth=0.4, **kw)
-    ax.set_xticks(x)
-    ax.set_xticklabels(groups)
-
-
-def _vals(df: pd.DataFrame, key: str) -> dict[str, tuple[float, float]]:
-    return {k: (float(m), float(s)) for k, m, s in zip(df[key], df[_VALUE_COLS[0]], df[_VALUE_COLS[1]])}
+def _bars(ax: plt.Axes, data: pd.DataFrame, x: str, order: list[str], hue: str, hue_order: list[str],
+          palette: dict[str, str]) -> None:
+    """Seaborn grouped bars of per-seed ``value``: the mean, error bars ±1 sd over seeds (:data:`ERRORBAR`)."""
+    sns.barplot(data=data.assign(**{hue: data[hue].astype(str)}), x=x, y="value", order=order, hue=hue,
+                hue_order=hue_order, palette=palette, errorbar=ERRORBAR, capsize=0.12,
+                err_kws={"linewidth": 0.8, "color": "#333333"}, edgecolor="white", linewidth=0.4, ax=ax)
 
 
 def figure_domain_bars(results: Path | str = paths.RESULTS, figures: Path | str = paths.FIGURES,
                        bar_ratio: float = 0.4, main_instructions: str = "on") -> Path:
-    """``domain_bars.pdf``: per-domain nDCG@10 of every method at ``bar_ratio``, error bars = std over seeds."""
-    view = _main_view(results, main_instructions)
-    _check_ratio(view, bar_ratio)
-    view = _at_ratio(view, bar_ratio)
-    groups = _domains(view.domain) + [OVERALL]
+    """``domain_bars.pdf``: per-domain nDCG@10 of every method at ``bar_ratio``, error bars ±1 sd over seeds."""
+    seeds = main_seed_frame(results, main_instructions)
+    _check_ratio(seeds, bar_ratio)
+    seeds = _at_ratio(seeds, bar_ratio)
+    groups = _domains(seeds.domain) + [OVERALL]
+    seeds = seeds[seeds.domain.isin(groups)]
+    present = [METHOD_LABELS[m] for m in METHODS if m in set(seeds.method)]
 
     def render() -> plt.Figure:
         fig, ax = plt.subplots(figsize=(max(6.4, 1.25 * len(groups) + 2.5), 4.2))
-        series = [(METHOD_LABELS[m], _vals(_series(view, method=m), "domain"), {"color": METHOD_COLORS[m]})
-                  for m in METHODS if m in set(view.method)]
-        _grouped_bars(ax, groups, series)
+        _bars(ax, seeds, "domain", groups, "Method", present, {METHOD_LABELS[m]: c for m, c in METHOD_COLORS.items()})
         ax.set_xlabel("Domain")
-        ax.set_ylabel("nDCG@10 (test split)")
+        ax.set_ylabel(f"nDCG@10 (test split; {ERRORBAR_TEXT})")
         ax.set_title(f"nDCG@10 per domain (train ratio {bar_ratio:g}, instructions {main_instructions})")
-        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), framealpha=0.9)
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.0, 1.0), framealpha=0.9, title=None)
         return fig
 
     return _figure(render, Path(figures) / "domain_bars.pdf")
@@ -753,64 +823,66 @@ def figure_instructions(results: Path | str = paths.RESULTS, figures: Path | str
         raise EraError(f"instructions.pdf compares instruction settings but the results only hold {have}; "
                        f"rerun 01_zero_shot and 03_training with instruction_settings='on,off'")
     _check_ratio(long, bar_ratio)
-    view = _series(_at_ratio(long, bar_ratio), domain=OVERALL)
-    methods = [m for m in METHODS if m in set(view.method)]
+    seeds = pd.concat([main_seed_frame(results, inst) for inst in INSTRUCTION_SETTINGS], ignore_index=True)
+    seeds = _series(_at_ratio(seeds, bar_ratio), domain=OVERALL)
+    methods = [m for m in METHODS if m in set(seeds.method)]
+    seeds = seeds.assign(Short=[SHORT_LABELS[m] for m in seeds.method])
 
     def render() -> plt.Figure:
         fig, ax = plt.subplots(figsize=(7.2, 4.2))
-        series = []
-        for inst, alpha, hatch in (("on", 1.0, None), ("off", 0.45, "//")):
-            s = _series(view, instructions=inst)
-            series.append((f"instructions {inst}", _vals(s, "method"),
-                           {"color": [METHOD_COLORS[m] for m in methods], "alpha": alpha, "hatch": hatch}))
-        _grouped_bars(ax, methods, series, width_total=0.7)
-        ax.set_xticklabels([SHORT_LABELS[m] for m in methods])
+        _bars(ax, seeds, "Short", [SHORT_LABELS[m] for m in methods], "instructions", list(INSTRUCTION_SETTINGS),
+              {"on": "#1f77b4", "off": "#aec7e8"})
         ax.set_xlabel("Method")
-        ax.set_ylabel("nDCG@10 (test split, overall)")
+        ax.set_ylabel(f"nDCG@10 (test split, overall; {ERRORBAR_TEXT})")
         ax.set_title(f"Effect of query instructions (train ratio {bar_ratio:g})")
-        from matplotlib.patches import Patch
-
-        ax.legend(handles=[Patch(facecolor="#555555", label="instructions on"),
-                           Patch(facecolor="#555555", alpha=0.45, hatch="//", label="instructions off")],
-                  loc="upper left", framealpha=0.9)
+        sns.move_legend(ax, "upper left", framealpha=0.9, title="instructions")
         return fig
 
     return _figure(render, Path(figures) / "instructions.pdf")
 
 
+def _lighter(color: str, amount: float = 0.5) -> str:
+    """``color`` blended towards white (the in-domain twin of a LODO bar)."""
+    rgb = np.array(matplotlib.colors.to_rgb(color))
+    return matplotlib.colors.to_hex(rgb + (1.0 - rgb) * amount)
+
+
 def figure_lodo(results: Path | str = paths.RESULTS, figures: Path | str = paths.FIGURES,
                 main_instructions: str = "on") -> Path:
-    """``lodo.pdf``: per held-out domain, LODO vs in-domain vs zero-shot nDCG@10 (test split and all queries)."""
+    """``lodo.pdf``: per held-out domain, LODO vs in-domain vs zero-shot nDCG@10 as grouped bars (±1 sd over seeds),
+    on the test split and on all labelled queries."""
     long = _one_setting(lodo_frame(results), main_instructions, "lodo.json")
     _check_unique(long, ["held_out", "method", "source", "evaluation"], "lodo.pdf")
     inst = long.instructions.iloc[0]
+    seeds = pd.DataFrame(_lodo_rows(results))
+    seeds = seeds[seeds.instructions == inst]
+    seeds = seeds.assign(config=[_lodo_label(m, s) for m, s in zip(seeds.method, seeds.source)])
     groups = _domains(long.held_out)
     lodo_methods = [m for m in METHODS if m in set(long[long.source == "lodo"].method)]
+    palette: dict[str, str] = {}
+    for m in lodo_methods:
+        palette[_lodo_label(m, "lodo")] = METHOD_COLORS[m]
+        palette[_lodo_label(m, "in_domain")] = _lighter(METHOD_COLORS[m])
+    for m in ("zero_shot_small", "zero_shot_large"):
+        palette[_lodo_label(m, "zero_shot")] = METHOD_COLORS[m]
 
     def render() -> plt.Figure:
+        from matplotlib.patches import Patch
+
         fig, axes = plt.subplots(1, 2, figsize=(max(9.0, 2.2 * len(groups) + 4), 5.0), sharey=True,
                                  layout="constrained")
         for ax, ev, title in ((axes[0], "test", "test split (comparable with in-domain)"),
                               (axes[1], "all", "all labelled queries (reference protocol)")):
-            series = []
-            for m in lodo_methods:
-                series.append((f"{METHOD_LABELS[m]} (LODO)",
-                               _vals(_series(long, method=m, source="lodo", evaluation=ev), "held_out"),
-                               {"color": METHOD_COLORS[m]}))
-                if ev == "test":
-                    series.append((f"{METHOD_LABELS[m]} (in-domain)",
-                                   _vals(_series(long, method=m, source="in_domain", evaluation=ev), "held_out"),
-                                   {"color": METHOD_COLORS[m], "alpha": 0.45, "hatch": "//"}))
-            for m in ("zero_shot_small", "zero_shot_large"):
-                series.append((METHOD_LABELS[m], _vals(_series(long, method=m, source="zero_shot", evaluation=ev),
-                                                       "held_out"), {"color": METHOD_COLORS[m]}))
-            _grouped_bars(ax, groups, series)
+            part = seeds[seeds.evaluation == ev]
+            order = [c for c in palette if c in set(part.config)]
+            _bars(ax, part, "held_out", groups, "config", order, palette)
+            ax.get_legend().remove()
             ax.set_title(f"Held-out domain, {title}", fontsize=10)
             ax.set_xlabel("Held-out domain")
-        axes[0].set_ylabel("nDCG@10 on the held-out domain")
-        handles, labels = axes[0].get_legend_handles_labels()
-        ncol = min(4, len(labels))
-        fig.legend(handles, labels, loc="outside lower center", ncol=ncol, framealpha=0.9)
+        axes[0].set_ylabel(f"nDCG@10 on the held-out domain ({ERRORBAR_TEXT})")
+        shown = [c for c in palette if c in set(seeds.config)]
+        fig.legend(handles=[Patch(facecolor=palette[c], label=c) for c in shown], loc="outside lower center",
+                   ncol=min(4, len(shown)), framealpha=0.9)
         fig.suptitle(f"Leave-one-domain-out generalisation (instructions {inst})")
         return fig
 
@@ -819,7 +891,7 @@ def figure_lodo(results: Path | str = paths.RESULTS, figures: Path | str = paths
 
 def figure_domain_transfer(results: Path | str = paths.RESULTS, figures: Path | str = paths.FIGURES,
                            main_instructions: str = "on") -> Path:
-    """``domain_transfer.pdf``: train-domain × eval-domain nDCG@10 heatmaps (ERA, and label-only if present)."""
+    """``domain_transfer.pdf``: annotated train-domain × eval-domain nDCG@10 heatmaps (ERA, and label-only if present)."""
     long = _one_setting(domain_specific_frame(results), main_instructions, "domain_specific.json")
     long = long[long.method != "zero_shot_small"]
     _check_unique(long, ["method", "train_domain", "eval_domain"], "domain_transfer.pdf")
@@ -831,42 +903,34 @@ def figure_domain_transfer(results: Path | str = paths.RESULTS, figures: Path | 
     evals = _domains(long.eval_domain)
     mean = _VALUE_COLS[0]
 
-    def matrix(m: str) -> tuple[list[str], np.ndarray]:
+    def matrix(m: str) -> pd.DataFrame:
         s = _series(long, method=m)
         trains = _domains(s.train_domain)
-        mat = np.full((len(trains), len(evals)), np.nan)
+        mat = pd.DataFrame(np.nan, index=trains, columns=evals)
         for t, e, v in zip(s.train_domain, s.eval_domain, s[mean]):
             if e in evals:
-                mat[trains.index(t), evals.index(e)] = v
-        return trains, mat
+                mat.loc[t, e] = v
+        return mat
 
     mats = {m: matrix(m) for m in methods}
-    vmin = float(np.nanmin([np.nanmin(v[1]) for v in mats.values()]))
-    vmax = float(np.nanmax([np.nanmax(v[1]) for v in mats.values()]))
+    vmin = float(np.nanmin([np.nanmin(v.to_numpy()) for v in mats.values()]))
+    vmax = float(np.nanmax([np.nanmax(v.to_numpy()) for v in mats.values()]))
 
     def render() -> plt.Figure:
         n_e = len(evals)
-        n_t = max(len(v[0]) for v in mats.values())
+        n_t = max(len(v) for v in mats.values())
         fig, axes = plt.subplots(1, len(methods), figsize=(1.6 + (1.1 * n_e + 1.3) * len(methods), 1.9 + 0.75 * n_t),
                                  squeeze=False, layout="constrained")
-        im = None
-        for ax, m in zip(axes[0], methods):
-            trains, mat = mats[m]
-            im = ax.imshow(mat, cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto")
-            ax.grid(False)
-            ax.set_xticks(range(n_e))
-            ax.set_xticklabels(evals, rotation=30, ha="right")
-            ax.set_yticks(range(len(trains)))
-            ax.set_yticklabels(trains)
-            for (i, j), v in np.ndenumerate(mat):
-                if not np.isnan(v):
-                    light = (v - vmin) / (vmax - vmin or 1.0) > 0.6
-                    ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=8,
-                            color="black" if light else "white")
+        for k, (ax, m) in enumerate(zip(axes[0], methods)):
+            last = k == len(methods) - 1
+            sns.heatmap(mats[m], ax=ax, annot=True, fmt=".3f", annot_kws={"fontsize": 8}, cmap="viridis",
+                        vmin=vmin, vmax=vmax, linewidths=0.6, linecolor="white", cbar=last,
+                        cbar_kws={"label": "nDCG@10 (mean over seeds)", "shrink": 0.9})
+            ax.set_xticklabels(ax.get_xticklabels(), rotation=30, ha="right")
+            ax.set_yticklabels(ax.get_yticklabels(), rotation=0)
             ax.set_title(METHOD_LABELS[m], fontsize=10)
             ax.set_xlabel("Evaluated on")
-        axes[0][0].set_ylabel("Trained on")
-        fig.colorbar(im, ax=list(axes[0]), label="nDCG@10", shrink=0.9)
+            ax.set_ylabel("Trained on" if k == 0 else "")
         fig.suptitle(f"Domain-specific adapters: transfer across domains (instructions {inst})")
         return fig
 
@@ -907,60 +971,85 @@ def figure_alignment_curves(results: Path | str = paths.RESULTS, figures: Path |
     return _figure(render, Path(figures) / "alignment_curves.pdf")
 
 
-def _human(n: float) -> str:
-    """``335000000`` -> ``335M`` (parameter counts on labels)."""
-    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if n >= div:
-            return f"{n / div:.3g}{unit}"
-    return f"{n:.0f}"
+def _two_sig(v: float) -> float:
+    """``v`` rounded to 2 significant figures: measured times vary run to run, the figure's bytes should not."""
+    return float(f"{v:.2g}")
+
+
+def query_costs(results: Path | str = paths.RESULTS, main_instructions: str = "on") -> dict[str, float]:
+    """Measured query cost (ms/query, 2 significant figures) of each method's query side, from ``timing/``.
+
+    Documents are encoded once, offline, so a method's serving cost is the time to embed a query:
+    the small model's, the large model's, or both (fused). The adapter's matrix product is not
+    included (it is far below either encoder's time).
+    """
+    zs = load_results("zero_shot", results)
+    timing = load_results("timing", results)["query_ms_per_query"]
+    _check_instructions(main_instructions)
+    if main_instructions in timing:
+        ms = timing[main_instructions]
+    elif len(timing) == 1:
+        ms = next(iter(timing.values()))
+    else:
+        raise EraError(f"timing/zero_shot.json has settings {sorted(timing)}, not {main_instructions!r}")
+    setup = zs["setup"]
+    try:
+        small, large = float(ms[setup["small_model"]]), float(ms[setup["large_model"]])
+    except KeyError as exc:
+        raise EraError(f"timing/zero_shot.json lacks the query time of {exc}; rerun 01_zero_shot") from None
+    side = {"small": small, "large": large, "large+small": large + small}
+    costs = {m: _two_sig(side[QUERY_SIDE[m]]) for m in METHODS}
+    if min(costs.values()) <= 0:
+        raise EraError(f"timing/zero_shot.json holds a non-positive query time ({ms}); rerun 01_zero_shot")
+    return costs
 
 
 def figure_cost_quality(results: Path | str = paths.RESULTS, figures: Path | str = paths.FIGURES,
                         main_instructions: str = "on") -> Path:
-    """``cost_quality.pdf``: query-encoder parameters (log x) vs overall nDCG@10 for every configuration."""
+    """``cost_quality.pdf``: measured query cost (ms/query, log x) vs overall nDCG@10 (±1 sd) for every method."""
     zs = load_results("zero_shot", results)
+    costs = query_costs(results, main_instructions)
     view = _series(_main_view(results, main_instructions), domain=OVERALL)
-    setup, models = zs["setup"], zs["models"]
-    try:
-        params = {"small": float(models[setup["small_model"]]["params"]),
-                  "large": float(models[setup["large_model"]]["params"])}
-    except KeyError as exc:
-        raise EraError(f"zero_shot.json 'models' lacks {exc} (needed for parameter counts); "
-                       f"rerun 01_zero_shot") from None
-    mean = _VALUE_COLS[0]
-    markers = {"zero_shot_small": "s", "zero_shot_large": "s", "alignment_only": "D",
-               "label_only": "^", "era": "o", "small_adapter": "v"}
+    mean, std = _VALUE_COLS[0], _VALUE_COLS[1]
+    points = _with_labels(view.assign(ms=[costs[m] for m in view.method]))
+    markers = {"zero_shot_small": "s", "zero_shot_large": "s", "alignment_only": "D", "label_only": "^",
+               "era": "o", "small_adapter": "v", "fused": "P", "residual_mlp": "X"}
+    present = [m for m in METHODS if m in set(points.method)]
+    setup = zs["setup"]
 
     def render() -> plt.Figure:
         fig, ax = plt.subplots(figsize=(6.8, 4.6))
-        for m in METHODS:
-            s = _series(view, method=m).sort_values("train_ratio")
-            if s.empty:
-                continue
-            x = np.full(len(s), params[QUERY_SIDE[m]])
-            ax.plot(x, s[mean], marker=markers[m], ls="-" if len(s) > 1 else "none", lw=0.8, ms=7,
-                    color=METHOD_COLORS[m], label=METHOD_LABELS[m], alpha=0.9)
+        sns.scatterplot(data=points.assign(Method=points.Method.astype(str)), x="ms", y=mean, hue="Method",
+                        hue_order=[METHOD_LABELS[m] for m in present], style="Method",
+                        style_order=[METHOD_LABELS[m] for m in present],
+                        markers={METHOD_LABELS[m]: markers[m] for m in present},
+                        palette={METHOD_LABELS[m]: METHOD_COLORS[m] for m in present}, s=55, alpha=0.9, ax=ax)
+        for m in present:
+            s = _series(points, method=m).sort_values("train_ratio")
+            ax.errorbar(s.ms, s[mean], yerr=np.nan_to_num(s[std].to_numpy()), fmt="none", ecolor=METHOD_COLORS[m],
+                        elinewidth=0.8, capsize=2)
             if m in ("zero_shot_small", "zero_shot_large"):
                 key = setup["small_model" if m == "zero_shot_small" else "large_model"]
-                ax.annotate(f"{key} ({_human(params[QUERY_SIDE[m]])})", (x[0], float(s[mean].iloc[0])),
-                            xytext=(8, 0), textcoords="offset points", fontsize=7, va="center", ha="left",
-                            color=METHOD_COLORS[m])
-            for xi, (r, y) in zip(x, zip(s.train_ratio, s[mean])):
+                # Above the point: the legend sits right of the axes and ratio labels go left.
+                ax.annotate(f"{key} ({costs[m]:g} ms)", (float(s.ms.iloc[0]), float(s[mean].iloc[0])), xytext=(0, 8),
+                            textcoords="offset points", fontsize=7, va="bottom", ha="center", color=METHOD_COLORS[m])
+            for x, r, y in zip(s.ms, s.train_ratio, s[mean]):
                 if not pd.isna(r):
                     # Ratio labels go left, model names right, so they never collide.
-                    ax.annotate(f"r={r:g}", (xi, y), xytext=(-8, 0), textcoords="offset points", fontsize=7,
+                    ax.annotate(f"r={r:g}", (x, y), xytext=(-8, 0), textcoords="offset points", fontsize=7,
                                 va="center", ha="right", color=METHOD_COLORS[m])
         ax.set_xscale("log")
-        lo, hi = min(params.values()), max(params.values())
-        ax.set_xlim(lo / 2.5, hi * 2.5)
-        ax.set_xlabel("Query-encoder parameters (log scale)")
-        ax.set_ylabel("nDCG@10 (test split, overall)")
+        lo, hi = min(costs[m] for m in present), max(costs[m] for m in present)
+        ax.set_xlim(lo / 3.0, hi * 3.0)
+        ax.set_xlabel("Measured query cost (ms per query, log scale; 2 significant figures)")
+        ax.set_ylabel(f"nDCG@10 (test split, overall; {ERRORBAR_TEXT})")
         ax.set_title(f"Cost vs. quality (instructions {main_instructions})")
         # Below the axes, so the note never hides a point.
-        ax.text(0.5, -0.16, "Documents are indexed once with the small model; ERA, Embedding Adapter and "
-                "alignment-only\nencode queries with the large model, the small adapter with the small model.",
-                transform=ax.transAxes, fontsize=7.5, va="top", ha="center", color="#333333")
-        ax.legend(loc="upper left", framealpha=0.9)
+        ax.text(0.5, -0.16, "Query cost = measured query-encoder time (01_zero_shot); documents are indexed once "
+                "with the small model.\nERA, Embedding Adapter and alignment-only use the large model, the small "
+                "adapter the small one, fused both.", transform=ax.transAxes, fontsize=7.5, va="top", ha="center",
+                color="#333333")
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.0, 1.0), framealpha=0.9, title=None)
         return fig
 
     return _figure(render, Path(figures) / "cost_quality.pdf")
@@ -987,6 +1076,7 @@ def make_all(results: Path | str = paths.RESULTS, figures: Path | str = paths.FI
         ("domain_transfer", lambda: figure_domain_transfer(results, figures, main_instructions)),
         ("alignment_curves", lambda: figure_alignment_curves(results, figures)),
         ("cost_quality", lambda: figure_cost_quality(results, figures, main_instructions)),
+        ("gap_closed", lambda: figure_gap_closed(results, figures, main_instructions)),
     ]
     written: dict[str, list[Path]] = {}
     skipped: list[tuple[str, str]] = []
@@ -1004,16 +1094,46 @@ def make_all(results: Path | str = paths.RESULTS, figures: Path | str = paths.FI
     return written
 
 
-def encoder_pairs_frame(results: Path | str = paths.RESULTS) -> pd.DataFrame:
-    """Encoder-pair study: overall nDCG@10 per pair × instructions × method × ratio, mean ± std over seeds,
-    and the difference to the pair's zero-shot small→small on the same test split (mean over seeds)."""
+def encoder_pairs_seed_frame(results: Path | str = paths.RESULTS) -> pd.DataFrame:
+    """Per-seed rows of the encoder-pair study with the two ratios to its own zero-shot references.
+
+    ``delta_vs_small`` = method − zero-shot small→small; ``gap_closed`` = (method − zero-shot small)
+    / (zero-shot large − zero-shot small) (:func:`era_core.stats.gap_closed`, NaN without a gap);
+    ``recovered_share`` = method / zero-shot large→large (:func:`era_core.stats.recovered_share`).
+    All on the same pair, instruction setting, seed and test split.
+    """
     data = load_results("encoder_pairs", results)
     df = pd.DataFrame(data["rows"])
-    small = df[df["method"] == "zero_shot_small"].set_index(["pair", "instructions", "seed"])["overall"]
-    df["delta_vs_small"] = [o - small[(p, i, s)] for p, i, s, o in zip(df["pair"], df["instructions"], df["seed"], df["overall"])]
+    if df.empty:
+        raise EraError("encoder_pairs.json holds no rows; rerun 07_encoder_pairs")
+    keys = ["pair", "instructions", "seed"]
+
+    def ref(method: str) -> pd.Series:
+        return df[df["method"] == method].set_index(keys)["overall"]
+
+    small, large = ref("zero_shot_small"), ref("zero_shot_large")
+    idx = list(zip(df["pair"], df["instructions"], df["seed"]))
+    missing = [k for k in idx if k not in small.index]
+    if missing:
+        raise EraError(f"encoder_pairs.json has no zero_shot_small row for (pair, instructions, seed)={missing[0]}; "
+                       f"rerun 07_encoder_pairs")
+    zs_small = np.array([small[k] for k in idx], dtype=float)
+    zs_large = np.array([large[k] if k in large.index else np.nan for k in idx], dtype=float)
+    overall = df["overall"].to_numpy(dtype=float)
+    return df.assign(delta_vs_small=overall - zs_small,
+                     gap_closed=[stats.gap_closed(o, s, lg) for o, s, lg in zip(overall, zs_small, zs_large)],
+                     recovered_share=[stats.recovered_share(o, lg) for o, lg in zip(overall, zs_large)])
+
+
+def encoder_pairs_frame(results: Path | str = paths.RESULTS) -> pd.DataFrame:
+    """Encoder-pair study: overall nDCG@10 per pair × instructions × method × ratio, mean ± std over seeds, the
+    difference to the pair's zero-shot small→small, the share of the zero-shot gap closed and the share of
+    large→large recovered (means over seeds; see :func:`encoder_pairs_seed_frame`)."""
+    df = encoder_pairs_seed_frame(results)
     g = df.groupby(["pair", "instructions", "method", "train_ratio"], sort=False, dropna=False)
     out = g.agg(ndcg_mean=("overall", "mean"), ndcg_std=("overall", "std"), delta_mean=("delta_vs_small", "mean"),
-                delta_std=("delta_vs_small", "std"), n_seeds=("seed", "nunique")).reset_index()
+                delta_std=("delta_vs_small", "std"), gap_closed_mean=("gap_closed", "mean"),
+                recovered_share_mean=("recovered_share", "mean"), n_seeds=("seed", "nunique")).reset_index()
     return out.rename(columns={"ndcg_mean": "ndcg@10_mean", "ndcg_std": "ndcg@10_std"})
 
 
@@ -1022,7 +1142,43 @@ def encoder_pairs_table(results: Path | str = paths.RESULTS) -> list[Path]:
     df = encoder_pairs_frame(results)
     tables = Path(results) / "tables"
     md = df.copy()
-    for col in ("ndcg@10_mean", "ndcg@10_std", "delta_mean", "delta_std"):
+    for col in ("ndcg@10_mean", "ndcg@10_std", "delta_mean", "delta_std", "gap_closed_mean", "recovered_share_mean"):
         md[col] = md[col].map(lambda v: "" if pd.isna(v) else f"{v:+.3f}" if col.startswith("delta") else f"{v:.3f}")
     return [_write_csv(df, tables / "encoder_pairs.csv"),
             atomic_write_text(tables / "encoder_pairs.md", md.to_markdown(index=False) + "\n")]
+
+
+def figure_gap_closed(results: Path | str = paths.RESULTS, figures: Path | str = paths.FIGURES,
+                      main_instructions: str = "on") -> Path:
+    """``encoder_pairs_gap.pdf``: share of the zero-shot gap closed vs train ratio, per pair and method (±1 sd)."""
+    seeds = _one_setting(encoder_pairs_seed_frame(results), main_instructions, "encoder_pairs.json")
+    inst = seeds.instructions.iloc[0]
+    trained = seeds[seeds.train_ratio.notna() & seeds.gap_closed.notna()]
+    if trained.empty:
+        raise EraError("encoder_pairs.json has no trained rows with a zero-shot gap (zero-shot large above small); "
+                       "rerun 07_encoder_pairs with methods and a pair whose large model beats its small one")
+    trained = trained.assign(train_ratio=trained.train_ratio.astype(float),
+                             Method=[METHOD_LABELS[m] for m in trained.method])
+    methods = [METHOD_LABELS[m] for m in METHODS if m in set(trained.method)]
+    pairs = list(dict.fromkeys(trained.pair))
+    colors = sns.color_palette("colorblind", n_colors=max(len(pairs), 1)).as_hex()
+
+    def render() -> plt.Figure:
+        fig, ax = plt.subplots(figsize=(7.2, 4.4))
+        sns.lineplot(data=trained, x="train_ratio", y="gap_closed", hue="pair", hue_order=pairs,
+                     palette=dict(zip(pairs, colors)), style="Method", style_order=methods, markers=True,
+                     errorbar=ERRORBAR, err_kws={"alpha": 0.15, "lw": 0}, lw=1.6, ms=7, ax=ax)
+        ax.axhline(0.0, color=METHOD_COLORS["zero_shot_small"], ls="--", lw=1.2)
+        ax.axhline(1.0, color=METHOD_COLORS["zero_shot_large"], ls="--", lw=1.2)
+        ax.text(1.0, 0.0, " zero-shot small", transform=ax.get_yaxis_transform(), va="center", ha="left", fontsize=7)
+        ax.text(1.0, 1.0, " zero-shot large", transform=ax.get_yaxis_transform(), va="center", ha="left", fontsize=7)
+        ratios = sorted(set(trained.train_ratio))
+        ax.set_xticks(ratios)
+        ax.set_xticklabels([f"{r:g}" for r in ratios])
+        ax.set_xlabel("Train ratio")
+        ax.set_ylabel(f"Gap closed ({ERRORBAR_TEXT})")
+        ax.set_title(f"Encoder pairs: share of the zero-shot gap closed (instructions {inst})")
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.16, 1.0), framealpha=0.9)
+        return fig
+
+    return _figure(render, Path(figures) / "encoder_pairs_gap.pdf")

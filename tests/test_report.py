@@ -8,6 +8,7 @@ import math
 import statistics
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from era_core import report
@@ -24,9 +25,11 @@ METRICS = ["ndcg@1", "ndcg@5", "ndcg@10", "ndcg@20", "ndcg@100", "recall@1", "re
 SMALL, LARGE, EXTRA = "tiny-model", "big-model", "mid-model"
 
 EXPECTED_TABLES = [f"{n}.{e}" for n in ("main", "lodo", "domain_specific") for e in ("csv", "md", "tex")] + [
-    "zero_shot.csv", "zero_shot.md"]
+    "zero_shot.csv", "zero_shot.md", "encoder_pairs.csv", "encoder_pairs.md"]
 EXPECTED_FIGURES = ["ndcg_vs_ratio.pdf", "domain_bars.pdf", "instructions.pdf", "lodo.pdf", "domain_transfer.pdf",
-                    "alignment_curves.pdf", "cost_quality.pdf"]
+                    "alignment_curves.pdf", "cost_quality.pdf", "encoder_pairs_gap.pdf"]
+#: Measured query times of the synthetic results (ms/query): they round to 53 and 0.011 at 2 significant figures.
+QUERY_MS = {SMALL: 0.011437, LARGE: 53.154, EXTRA: 7.9}
 EXPECTED_PNGS = ["ndcg_vs_ratio.png"]  # the README's figure
 
 
@@ -83,6 +86,8 @@ def write_results(folder: Path, seeds: tuple[int, ...] = SEEDS) -> Path:
                    LARGE: {"params": 335_000_000, "dim": 1024, "role": "large"},
                    EXTRA: {"params": 110_000_000, "dim": 768, "role": "extra"}},
         "records": records})
+    (folder / "timing").mkdir(exist_ok=True)
+    write_json(folder / "timing" / "zero_shot.json", {"query_ms_per_query": {"on": QUERY_MS, "off": QUERY_MS}})
     write_json(folder / "alignment.json", {
         "history": [{"epoch": e, "train_loss": 0.9 / (1 + 3 * e), "eval_loss": 0.95 / (1 + 2.5 * e)} for e in range(6)],
         "eval_cosine": 0.87, "ridge_eval_cosine": 0.89, "best_epoch": 5, "num_train_texts": 900,
@@ -147,6 +152,21 @@ def significance_block(methods: tuple[str, ...]) -> dict:
             "comparisons": comparisons}
 
 
+#: Encoder-pair study, overall nDCG@10 per seed: (zero-shot small, zero-shot large, ERA at 0.1, ERA at 0.4).
+PAIR_SCORES = {1: (0.40, 0.60, 0.45, 0.50), 2: (0.42, 0.58, 0.46, 0.48)}
+
+
+def write_pairs(folder: Path, pair: str = "big>tiny", scores: dict = PAIR_SCORES) -> None:
+    """encoder_pairs.json with one pair, two seeds, zero-shot rows and ERA at two ratios."""
+    rows = []
+    for seed, (small, large, era1, era4) in scores.items():
+        for method, ratio, value in (("zero_shot_small", None, small), ("zero_shot_large", None, large),
+                                     ("era", 0.1, era1), ("era", 0.4, era4)):
+            rows.append({"pair": pair, "instructions": "on", "seed": seed, "method": method, "train_ratio": ratio,
+                         "overall": value, "per_domain": {}})
+    write_json(folder / "encoder_pairs.json", {"rows": rows})
+
+
 def read_csv(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as fh:
         return list(csv.DictReader(fh))
@@ -161,6 +181,7 @@ def snapshot(*folders: Path) -> dict[str, bytes]:
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     results, figures = write_results(root / "results"), root / "figures"
+    write_pairs(results)
     written = report.make_all(results=results, figures=figures, bar_ratio=0.4, main_instructions="on")
     return results, figures, written
 
@@ -410,3 +431,102 @@ def test_main_table_marks_significance_per_baseline(built):
     assert rows[("Zero-shot small", "")] == "· / n/a / n/a"     # the baselines are not tested against themselves
     tex = (results / "tables" / "main.tex").read_text()
     assert all(line.count("&") == tex.splitlines()[3].count("&") for line in tex.splitlines() if line.endswith("\\\\"))
+
+
+def test_encoder_pairs_table_has_gap_closed_and_recovered_share(built):
+    rows = read_csv(built[0] / "tables" / "encoder_pairs.csv")
+    era = [r for r in rows if r["method"] == "era" and r["train_ratio"] == "0.4"]
+    assert len(era) == 1
+    # Seed 1: (0.50 - 0.40) / (0.60 - 0.40) = 0.5, 0.50 / 0.60; seed 2: 0.06 / 0.16 = 0.375, 0.48 / 0.58.
+    assert float(era[0]["gap_closed_mean"]) == pytest.approx((0.5 + 0.375) / 2, abs=1e-6)
+    assert float(era[0]["recovered_share_mean"]) == pytest.approx((0.50 / 0.60 + 0.48 / 0.58) / 2, abs=1e-6)
+    large = [r for r in rows if r["method"] == "zero_shot_large"][0]
+    assert float(large["gap_closed_mean"]) == pytest.approx(1.0) and float(large["recovered_share_mean"]) == 1.0
+    md = (built[0] / "tables" / "encoder_pairs.md").read_text()
+    assert "gap_closed_mean" in md.splitlines()[0] and "recovered_share_mean" in md.splitlines()[0]
+
+
+def test_gap_closed_figure_needs_a_gap(tmp_path):
+    # The large model is no better than the small one: there is no gap to close, so no figure.
+    write_pairs(tmp_path, scores={1: (0.50, 0.45, 0.47, 0.49)})
+    df = report.encoder_pairs_seed_frame(tmp_path)
+    assert df[df.method == "era"].gap_closed.isna().all()
+    with pytest.raises(EraError, match="no trained rows with a zero-shot gap"):
+        report.figure_gap_closed(tmp_path, tmp_path / "figs")
+
+
+def test_query_costs_are_measured_and_rounded_to_two_significant_figures(built, tmp_path):
+    results = built[0]
+    costs = report.query_costs(results, "on")
+    assert costs["zero_shot_small"] == 0.011 and costs["small_adapter"] == 0.011
+    assert costs["era"] == costs["zero_shot_large"] == costs["label_only"] == 53.0
+    assert costs["fused"] == 53.0  # 53.154 + 0.011437 encodes both queries
+    # Times that round alike give identical bytes; a different rounded time gives a different figure.
+    pdf = (built[1] / "cost_quality.pdf").read_bytes()
+    for ms, same in ((53.42, True), (61.0, False)):
+        copy = tmp_path / f"r{ms}"
+        write_results(copy)
+        timing = {**QUERY_MS, LARGE: ms}
+        write_json(copy / "timing" / "zero_shot.json", {"query_ms_per_query": {"on": timing, "off": timing}})
+        again = report.figure_cost_quality(copy, tmp_path / f"f{ms}").read_bytes()
+        assert (again == pdf) is same, ms
+    (tmp_path / "r61.0" / "timing" / "zero_shot.json").unlink()
+    with pytest.raises(EraError, match=r"timing/zero_shot\.json is missing.*01_zero_shot"):
+        report.query_costs(tmp_path / "r61.0")
+
+
+def _capture(monkeypatch) -> list:
+    """Keep the figures report draws open (instead of closing them after saving) and return them."""
+    figs = []
+    real_save = report._save
+
+    def save(fig, path, png=None):
+        figs.append(fig)
+        monkeypatch.setattr(report.plt, "close", lambda *_: None)
+        try:
+            return real_save(fig, path, png)
+        finally:
+            monkeypatch.undo()
+
+    monkeypatch.setattr(report, "_save", save)
+    return figs
+
+
+def test_bars_show_the_mean_and_one_sd_over_seeds(built, tmp_path, monkeypatch):
+    figs = _capture(monkeypatch)
+    report.figure_domain_bars(built[0], tmp_path, bar_ratio=0.4)
+    ax = figs[0].axes[0]
+    heights = [p.get_height() for p in ax.patches]
+    # ERA at 0.4, academic: seeds 0.473 and 0.491 -> mean 0.482, sd 0.018 / sqrt(2).
+    assert any(h == pytest.approx(0.482, abs=1e-9) for h in heights)
+    sd = 0.018 / math.sqrt(2)
+    # Each error bar is one line (cap, bar, cap with NaN breaks): its extent is mean ± sd.
+    spans = [(np.nanmin(line.get_ydata()), np.nanmax(line.get_ydata())) for line in ax.lines]
+    assert any(lo == pytest.approx(0.482 - sd, abs=1e-9) and hi == pytest.approx(0.482 + sd, abs=1e-9)
+               for lo, hi in spans), spans
+    assert "sd over seeds" in ax.get_ylabel()
+
+
+def test_transfer_heatmap_is_annotated_with_the_means(built, tmp_path, monkeypatch):
+    figs = _capture(monkeypatch)
+    report.figure_domain_transfer(built[0], tmp_path)
+    texts = {t.get_text() for ax in figs[0].axes for t in ax.texts}
+    # ERA trained and evaluated on academic (protocol scope): seeds 0.473 and 0.491.
+    assert "0.482" in texts
+    # Trained on academic, evaluated on medical: 0.04 lower than in-domain 0.4295 (seeds 0.413, 0.446).
+    assert f"{(0.413 + 0.446) / 2 - 0.04:.3f}" in texts
+
+
+def test_show_displays_previews_and_leaves_the_pdf_bytes_alone(built, tmp_path, monkeypatch):
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj: shown.append(obj))
+    results, figures, written = built
+    pdf = report.figure_lodo(results, tmp_path / "a")
+    before = pdf.read_bytes()
+    report.show(pdf, written["main_table"])  # tables among the paths are skipped
+    assert len(shown) == 1 and shown[0].data.startswith(b"\x89PNG\r\n\x1a\n")
+    assert pdf.read_bytes() == before == (figures / "lodo.pdf").read_bytes()
+    with pytest.raises(EraError, match="not drawn in this Python process"):
+        report.show(tmp_path / "never.pdf")
