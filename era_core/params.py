@@ -200,6 +200,24 @@ PROTOCOL = {
     "domains": Param(str, "all", None, "'all' or comma-separated domains to hold out / train on"),
 }
 
+ALIGN_SOURCES = ("task_docs", "corpus_pool", "train_queries")
+#: The Phase 1 scaling study of 02_alignment (era_core.alignment_scaling, issue 17 §3).
+ALIGN_SCALING = {
+    "run_scaling": Param(bool, True, None, "run the Phase 1 scaling study (text sources x sizes x solvers)"),
+    "align_sources": Param(str, "task_docs,corpus_pool,train_queries", _csv_choice(ALIGN_SOURCES),
+                           "Phase 1 text sources of the study: task_docs (the reference), corpus_pool (unused "
+                           "source texts, offline only), train_queries (train-split query texts, no labels)"),
+    "align_sizes": Param(str, "200,400", _int_list, "numbers of identical-text pairs drawn per source (nested, "
+                                                    "capped by what the source has)"),
+    "align_sample_seed": Param(int, 42, _non_negative, "seed of the nested sample order (fixed across seeds, so "
+                                                       "texts are encoded once)"),
+    "scaling_inits": Param(str, "default,ridge,procrustes", _csv_choice(ALIGN_INITS),
+                           "Phase 1 solvers: AdamW from the default init, closed-form ridge, Procrustes (equal dims)"),
+    "scaling_ratio": Param(float, 0.4, _ratio, "train ratio of the downstream ERA runs"),
+    "scaling_seeds": Param(str, "42", _int_list, "seeds of the study (each redraws hold-out, split and Phase 2)"),
+    "use_instructions": Param(bool, True, None, "query instructions on in the downstream scoring"),
+}
+
 SCHEMAS: dict[str, dict[str, Param]] = {
     "00_quickstart": {
         **{k: COMMON[k] for k in ("seed", "benchmark", "large_model", "small_model", "max_length", "device", "dtype")},
@@ -215,7 +233,7 @@ SCHEMAS: dict[str, dict[str, Param]] = {
         "seeds": SWEEP["seeds"],
         "eval_ratio": LABEL["eval_ratio"],
     },
-    "02_alignment": {**COMMON, **ALIGN},
+    "02_alignment": {**COMMON, **ALIGN, **LABEL, **ALIGN_SCALING},
     "03_training": {**COMMON, **ALIGN, **LABEL, **SWEEP},
     "04_lodo": {**COMMON, **ALIGN, **LABEL, **PROTOCOL},
     "05_domain_specific": {**COMMON, **ALIGN, **LABEL, **PROTOCOL},
