@@ -64,9 +64,6 @@ def mteb_ndcg10(model: Any, units: list[Task], *, template: str | None = None, u
         from sentence_transformers import SentenceTransformer
 
         model = SentenceTransformer(str(model), local_files_only=True, device="cpu")
-    if template is None:
-        era = getattr(model, "_era_template", None)
-        template = era
     out = {}
     for unit in units:
         task = mteb_task(unit, template=template, use_instructions=use_instructions,
