@@ -36,7 +36,6 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := $(if $(filter paper,$(PROFILE)),0,1)
 export PYTHONHASHSEED := 0
-export MPLBACKEND := Agg
 export TOKENIZERS_PARALLELISM := false
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 ifeq ($(PROFILE),paper)
@@ -84,10 +83,13 @@ venv: $(STAMP)
 # ------------------------------------------------------------------ notebooks
 # One file-target rule per notebook: the executed notebook is the target; its prerequisites are
 # the notebook, its params file, the era_core sources and the upstream notebooks whose results it reads.
+# Quiet: scripts/run_notebook.py prints one line as a notebook starts and one as it ends (a live line on a
+# terminal); the full papermill log goes to $(EXE)/<notebook>.log. MPLBACKEND=Agg for papermill runs only.
 define run_notebook
 	@mkdir -p $(EXE)
-	$(PY) -m era_core.params check params/$(PROFILE)/$(1).yaml $(1)
-	$(PY) -m papermill -k python3 --cwd . --log-output --no-progress-bar \
+	@$(PY) -m era_core.params check params/$(PROFILE)/$(1).yaml $(1) >/dev/null
+	@MPLBACKEND=Agg $(PY) scripts/run_notebook.py --log $(EXE)/$(1).log -- \
+	  $(PY) -m papermill -k python3 --cwd . --log-output --no-progress-bar \
 	  -f params/$(PROFILE)/$(1).yaml notebooks/$(1).ipynb $(EXE)/.$(1).tmp.ipynb
 	@mv $(EXE)/.$(1).tmp.ipynb $@
 endef
@@ -100,7 +102,8 @@ $(EXE)/02_alignment.ipynb: $(call NB_DEPS,02_alignment) $(EXE)/01_zero_shot.ipyn
 	$(call run_notebook,02_alignment)
 $(EXE)/03_training.ipynb: $(call NB_DEPS,03_training) $(EXE)/01_zero_shot.ipynb | $(STAMP) $(MODEL_DEPS)
 	$(call run_notebook,03_training)
-$(EXE)/04_lodo.ipynb: $(call NB_DEPS,04_lodo) $(EXE)/01_zero_shot.ipynb | $(STAMP) $(MODEL_DEPS)
+# 04 ends with the LODO table, which compares with 03's in-domain runs.
+$(EXE)/04_lodo.ipynb: $(call NB_DEPS,04_lodo) $(EXE)/01_zero_shot.ipynb $(EXE)/03_training.ipynb | $(STAMP) $(MODEL_DEPS)
 	$(call run_notebook,04_lodo)
 $(EXE)/05_domain_specific.ipynb: $(call NB_DEPS,05_domain_specific) $(EXE)/01_zero_shot.ipynb | $(STAMP) $(MODEL_DEPS)
 	$(call run_notebook,05_domain_specific)
@@ -148,8 +151,9 @@ test: $(STAMP) $(LARGE_STAMP)
 bench: $(STAMP)
 	$(PY) -m era_core.perf --out results
 
+# Kernels draw inline: MPLBACKEND stays unset (papermill runs set Agg themselves).
 lab: $(STAMP) $(MODEL_DEPS)
-	$(PY) -m jupyter lab --no-browser --ip=127.0.0.1 --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root)
+	env -u MPLBACKEND $(PY) -m jupyter lab --no-browser --ip=127.0.0.1 --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean:
 	rm -rf $(RES)/executed $(RES)/tables $(RES)/*.json $(RES)/*.md $(RES)/runs $(RES)/adapters $(RES)/timing $(FIG)/*.pdf $(FIG)/*.png
