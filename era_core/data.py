@@ -420,14 +420,19 @@ def load_mair_task(task: str, root: str | Path | None = None, *, strict: bool = 
 
 
 def list_tasks(benchmark: str) -> dict[str, str]:
-    """Task → domain of a benchmark in canonical order, without loading any data."""
+    """Task → domain of a benchmark (a name, or a MAIR- or BEIR-format folder) in canonical order, loading no data."""
+    from .beir import is_folder_benchmark, list_folder_tasks  # lazy: beir imports this module
+
+    if is_folder_benchmark(benchmark):
+        return list_folder_tasks(benchmark)
     if benchmark == "mair":
         return dict(MAIR_TASKS)
     if benchmark in ("offline", "offline-smoke"):
         from .offline import offline_task_table  # lazy: offline imports this module
 
         return offline_task_table(smoke=benchmark == "offline-smoke")
-    raise ParamsError(f"Unknown benchmark {benchmark!r}; allowed: {', '.join(BENCHMARKS)}.")
+    raise ParamsError(f"Unknown benchmark {benchmark!r}; allowed: {', '.join(BENCHMARKS)}, or the path of a "
+                      f"MAIR- or BEIR-format folder.")
 
 
 def load_tasks(
@@ -442,6 +447,10 @@ def load_tasks(
 
     ``strict`` is passed to :func:`load_mair_task`: drop bad rows with a warning (default) or raise.
     """
+    from .beir import is_folder_benchmark, load_folder_tasks
+
+    if is_folder_benchmark(benchmark):
+        return load_folder_tasks(benchmark, tasks, strict=strict, progress=progress)
     table = list_tasks(benchmark)
     names = list(table) if tasks is None else list(tasks)
     bad = [t for t in names if t not in table]

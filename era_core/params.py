@@ -107,6 +107,13 @@ def _non_negative(name: str, value: Any) -> None:
         raise ParamsError(f"parameter {name}={value!r} must be >= 0")
 
 
+def _benchmark(name: str, value: Any) -> None:
+    # A folder path is a benchmark too (MAIR or BEIR layout); anything else must be a known name.
+    if isinstance(value, str) and Path(value).is_dir():
+        return
+    _choice(BENCHMARKS)(name, value)
+
+
 def _model(name: str, value: Any) -> None:
     from era_core.encoders import REGISTRY
 
@@ -147,7 +154,7 @@ def split_csv(value: Any) -> list[str]:
 
 COMMON = {
     "seed": Param(int, 42, _non_negative, "seed for Python, NumPy and torch"),
-    "benchmark": Param(str, "offline-smoke", _choice(BENCHMARKS), "which benchmark to load"),
+    "benchmark": Param(str, "offline-smoke", _benchmark, "which benchmark: mair, offline, offline-smoke, or a MAIR-/BEIR-format folder"),
     "tasks": Param(str, "all", None, "'all' or comma-separated task names"),
     "large_model": Param(str, "minilm-l6", _model, "query-side (large) encoder key"),
     "small_model": Param(str, "minilm-l3-onnx", _model, "document-side (small) encoder key"),

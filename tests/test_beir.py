@@ -72,3 +72,21 @@ def test_folder_of_beir_tasks_and_mair_folder_resolve(tmp_path):
     assert t.qrels == {"1": {"d": 1}} and t.corpus == {"d": "text"}
     with pytest.raises(DataError, match="neither a BEIR task"):
         list_folder_tasks(tmp_path / "bench" / "a" / "qrels")
+
+
+def test_a_folder_is_a_benchmark_everywhere_one_is_named(tmp_path):
+    from era_core.data import list_tasks, load_tasks
+    from era_core.errors import ParamsError
+    from era_core.params import SCHEMAS, validate
+
+    f = write_beir(tmp_path / "mini", [("d1", "T", "alpha"), ("d2", None, "beta")],
+                   [("q1", "first?"), ("q2", "second?")], [("q1", "d1", 1), ("q2", "d2", 1)])
+    assert list(list_tasks(str(f))) == ["mini"]
+    [task] = load_tasks(str(f), progress=False)
+    assert task.qrels == {"q1": {"d1": 1}, "q2": {"d2": 1}}
+    defaults = {k: v.default for k, v in SCHEMAS["01_zero_shot"].items()}
+    assert validate("01_zero_shot", defaults | {"benchmark": str(f)})["benchmark"] == str(f)
+    with pytest.raises(ParamsError, match="BEIR-format folder"):
+        list_tasks(str(tmp_path / "missing"))
+    with pytest.raises(ParamsError):
+        validate("01_zero_shot", defaults | {"benchmark": str(tmp_path / "missing")})

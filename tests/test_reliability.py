@@ -16,7 +16,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -31,6 +30,7 @@ from era_core import experiments as ex
 from era_core import train as train_mod
 from era_core.adapter import LinearAdapter, load_adapter, save_adapter
 from era_core.cache import CacheCorruptionWarning, cache_key, embed_texts, entry_dir
+from era_core.data import Task
 from era_core.errors import EraError, ParamsError, TrainingError
 from era_core.params import SCHEMAS, main as params_main, validate
 from era_core.train import TaskEmbeddings
@@ -116,7 +116,10 @@ class FixedPool(ex.EmbeddingPool):
     def __init__(self, embs: list[TaskEmbeddings]) -> None:
         setup = ex.Setup(benchmark="offline-smoke", tasks=tuple(e.name for e in embs), large_model="fake-large",
                          small_model="fake-small", progress=False)
-        super().__init__(setup, [SimpleNamespace(name=e.name, domain=e.domain) for e in embs])
+        # Tasks carrying the planted ids, so run keys hash their content like real units.
+        units = [Task(name=e.name, domain=e.domain, queries={q: q for q in e.qids}, qrels=e.qrels,
+                      corpus={d: d for d in e.doc_ids}) for e in embs]
+        super().__init__(setup, units)
         self.embs = embs
 
     def get(self, use_instructions: bool) -> list[TaskEmbeddings]:
@@ -356,7 +359,8 @@ def test_sigkill_during_training_writes_nothing_and_rerun_matches(tmp_path, monk
     reference = run_tiny_job(tmp_path / "uninterrupted")
     assert again == reference
     ref_run = tmp_path / "uninterrupted" / TINY_RUN
-    assert sorted(p.name for p in run.iterdir()) == ["adapter.safetensors", "era_meta.json", "summary.json"]
+    assert sorted(p.name for p in run.iterdir()) == ["adapter.safetensors", "era_meta.json", "per_query.json",
+                                                   "qrels.trec", "run.trec.gz", "summary.json"]
     assert (run / "adapter.safetensors").read_bytes() == (ref_run / "adapter.safetensors").read_bytes()
     for name in ("summary.json", "era_meta.json"):  # timings live in results/timing, so these are byte-stable
         assert (run / name).read_bytes() == (ref_run / name).read_bytes(), name
