@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from era_core import paths, st_modules, static_encoder
 from era_core.errors import ModelUnavailableError, ParamsError
+from era_core.io import sha256_file
 
 #: The query template of the reference code (note the space after "Query:").
 INSTRUCT_TEMPLATE = "Instruct: {instruction}\nQuery: {query}"
@@ -335,14 +336,6 @@ def read_st_pooling(folder: Path) -> str | None:
 # ----------------------------------------------------------------------------- fingerprints
 
 
-def _sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def file_sha256(path: Path) -> str:
     """SHA-256 of a file, memoised under MODEL_CACHE keyed by path, size and mtime."""
     real = Path(path).resolve()
@@ -356,7 +349,7 @@ def file_sha256(path: Path) -> str:
             return cached["sha256"]
     except (OSError, ValueError):
         pass
-    digest = _sha256_file(real)
+    digest = sha256_file(real)
     try:
         from era_core.io import write_json
 

