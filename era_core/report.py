@@ -711,6 +711,49 @@ def show(*figures: Path | str | Iterable[Path | str]) -> None:
             display(Image(data=preview(pdf), format="png"))
 
 
+#: Heading and generic caption of each figure (by file stem), for notebooks that show them all.
+CAPTIONS = {
+    "ndcg_vs_ratio": ("nDCG@10 against the train ratio",
+                      "Overall nDCG@10 on the test split (macro over tasks) of each label-trained method against the "
+                      "fraction of labelled queries it was trained on; lines are means, bands ±1 sd over seeds. "
+                      "Dashed lines: the zero-shot references; dotted: alignment only, which uses no labels."),
+    "domain_bars": ("nDCG@10 per domain",
+                    "Every method at one train ratio, per domain and overall; bars are means, error bars ±1 sd "
+                    "over seeds."),
+    "instructions": ("Query instructions on and off",
+                     "Overall nDCG@10 of every method with and without query instructions, at one train ratio; "
+                     "error bars ±1 sd over seeds."),
+    "lodo": ("Leave one domain out",
+             "For each held-out domain: the adapter trained without it (LODO), the in-domain adapter and the "
+             "zero-shot references; bars are means, error bars ±1 sd over seeds."),
+    "domain_transfer": ("Transfer across domains",
+                        "Rows: the domain an adapter was trained on; columns: the domain it was scored on; each "
+                        "cell is nDCG@10, mean over seeds."),
+    "alignment_curves": ("Phase 1 alignment",
+                         "Alignment loss per epoch on the training texts and on held-out texts, with the hold-out "
+                         "cosine of the trained adapter and of the closed-form ridge solution."),
+    "cost_quality": ("Cost against quality",
+                     "Measured query cost (ms per query, rounded to 2 significant figures) against overall nDCG@10 "
+                     "of every method; error bars ±1 sd over seeds."),
+    "encoder_pairs_gap": ("Encoder pairs: gap closed",
+                          "Per encoder pair and train ratio, the share of the gap between zero-shot small and "
+                          "zero-shot large that each trained method closes (0 = zero-shot small, 1 = zero-shot "
+                          "large); lines are means, bands ±1 sd over seeds."),
+}
+
+
+def show_all(written: dict[str, list[Path]]) -> None:
+    """Display every figure of a :func:`make_all` result inline, each under its heading and caption."""
+    from IPython.display import Markdown, display
+
+    for files in written.values():
+        for pdf in files:
+            if pdf.suffix == ".pdf":
+                title, text = CAPTIONS.get(pdf.stem, (pdf.stem.replace("_", " "), ""))
+                display(Markdown(f"### {title}\n\n{text}".rstrip()))
+                show(pdf)
+
+
 def _series(df: pd.DataFrame, **eq: Any) -> pd.DataFrame:
     mask = np.ones(len(df), dtype=bool)
     for k, v in eq.items():

@@ -530,3 +530,19 @@ def test_show_displays_previews_and_leaves_the_pdf_bytes_alone(built, tmp_path, 
     assert pdf.read_bytes() == before == (figures / "lodo.pdf").read_bytes()
     with pytest.raises(EraError, match="not drawn in this Python process"):
         report.show(tmp_path / "never.pdf")
+
+
+def test_show_all_gives_every_figure_a_heading_and_caption(built, monkeypatch):
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj: shown.append(obj))
+    written = report.make_all(results=built[0], figures=built[1], bar_ratio=0.4)
+    report.show_all(written)
+    pdfs = [p for files in written.values() for p in files if p.suffix == ".pdf"]
+    assert len(shown) == 2 * len(pdfs) == 2 * len(EXPECTED_FIGURES)
+    headings = [obj.data for obj in shown[0::2]]
+    assert all(isinstance(obj, IPython.display.Image) for obj in shown[1::2])
+    for pdf, text in zip(pdfs, headings):
+        title, caption = report.CAPTIONS[pdf.stem]
+        assert text == f"### {title}\n\n{caption}"
