@@ -1014,6 +1014,57 @@ def figure_alignment_curves(results: Path | str = paths.RESULTS, figures: Path |
     return _figure(render, Path(figures) / "alignment_curves.pdf")
 
 
+def figure_alignment_scaling(results: Path | str = paths.RESULTS, figures: Path | str = paths.FIGURES) -> Path:
+    """``alignment_scaling.pdf``: Phase 1 hold-out cosine and downstream nDCG@10 vs pairs (log x), per source and solver."""
+    path = Path(results) / "alignment_scaling.json"
+    if not path.is_file():
+        raise EraError(f"{path} is missing: it is written by notebook 02_alignment (run "
+                       "notebooks/02_alignment.ipynb with run_scaling true, e.g. with `make paper`)")
+    data = read_json(path)
+    rows = [{"source": c["source"], "init": c["init"], "n": c["n_pairs"], "seed": c["seed"],
+             "cosine": c["eval_cosine"], **{m: c["methods"][m]["overall"] for m in ("era", "alignment_only")}}
+            for c in data.get("cells", [])]
+    if not rows:
+        raise EraError(f"{path} has no cells; rerun 02_alignment with run_scaling true")
+    df = pd.DataFrame(rows).sort_values(["source", "init", "n", "seed"], kind="stable")
+    grouped = df.drop(columns="seed").groupby(["source", "init", "n"], sort=True)
+    mean, std = grouped.mean().reset_index(), grouped.std(ddof=1).reset_index()
+    n_seeds = int(df.groupby(["source", "init", "n"]).seed.count().max())
+    sources = [s for s in data.get("sources", []) if s in set(df.source)] or sorted(set(df.source))
+    inits = [i for i in data.get("inits", []) if i in set(df.init)] or sorted(set(df.init))
+    colors = dict(zip(sources, ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")))
+    styles = {"default": "-", "ridge": "--", "procrustes": ":"}
+
+    def render() -> plt.Figure:
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(11.0, 4.4))
+        for src in sources:
+            for init in inits:
+                sel = (mean.source == src) & (mean.init == init)
+                m, s = mean[sel].sort_values("n"), std[sel].sort_values("n")
+                for ax, col, label, marker in ((a1, "cosine", f"{src}, {init}", "o"),
+                                               (a2, "era", f"ERA: {src}, {init}", "o"),
+                                               (a2, "alignment_only", f"Alignment only: {src}, {init}", "x")):
+                    if m.empty:
+                        continue
+                    err = np.nan_to_num(s[col].to_numpy(float)) if n_seeds > 1 else None
+                    ax.errorbar(m.n.to_numpy(float), m[col].to_numpy(float), yerr=err, color=colors[src],
+                                ls=styles.get(init, "-"), marker=marker, ms=4, lw=1.4, capsize=2, label=label)
+        for ax, ylabel in ((a1, "Phase 1 hold-out cosine"), (a2, "nDCG@10 (test split, macro over tasks)")):
+            ax.set_xscale("log")
+            ax.set_xlabel("Identical-text pairs drawn (log scale; 90 % train, 10 % hold-out)")
+            ax.set_ylabel(ylabel)
+        a1.legend(loc="best", framealpha=0.9, fontsize=7)
+        a2.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), framealpha=0.9, fontsize=7)
+        setup = data.get("setup", {})
+        spread = f"mean ± sd over {n_seeds} seeds" if n_seeds > 1 else "one seed, no error bars"
+        fig.suptitle(f"Phase 1 scaling: {setup.get('large_model', 'large')} → {setup.get('small_model', 'small')}, "
+                     f"ERA at train ratio {data.get('train_ratio', '?')} ({spread}; line style = Phase 1 solver)",
+                     fontsize=10)
+        return fig
+
+    return _figure(render, Path(figures) / "alignment_scaling.pdf")
+
+
 def _two_sig(v: float) -> float:
     """``v`` rounded to 2 significant figures: measured times vary run to run, the figure's bytes should not."""
     return float(f"{v:.2g}")
@@ -1118,6 +1169,7 @@ def make_all(results: Path | str = paths.RESULTS, figures: Path | str = paths.FI
         ("lodo", lambda: figure_lodo(results, figures, main_instructions)),
         ("domain_transfer", lambda: figure_domain_transfer(results, figures, main_instructions)),
         ("alignment_curves", lambda: figure_alignment_curves(results, figures)),
+        ("alignment_scaling", lambda: figure_alignment_scaling(results, figures)),
         ("cost_quality", lambda: figure_cost_quality(results, figures, main_instructions)),
         ("gap_closed", lambda: figure_gap_closed(results, figures, main_instructions)),
     ]
