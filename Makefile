@@ -152,8 +152,12 @@ bench: $(STAMP)
 	$(PY) -m era_core.perf --out results
 
 # Kernels draw inline: MPLBACKEND stays unset (papermill runs set Agg themselves).
+# Lab kernels write to results/lab and figures/lab, so a smoke-sized "Run All" never overwrites a profile's
+# results; LAB_RES=results LAB_FIG=figures explores (and rewrites) the default profile's files instead.
+LAB_RES ?= results/lab
+LAB_FIG ?= figures/lab
 lab: $(STAMP) $(MODEL_DEPS)
-	env -u MPLBACKEND $(PY) -m jupyter lab --no-browser --ip=127.0.0.1 --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root)
+	env -u MPLBACKEND ERA_RESULTS_DIR=$(LAB_RES) ERA_FIGURES_DIR=$(LAB_FIG) $(PY) -m jupyter lab --no-browser --ip=127.0.0.1 --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean:
 	rm -rf $(RES)/executed $(RES)/tables $(RES)/*.json $(RES)/*.md $(RES)/runs $(RES)/adapters $(RES)/timing $(FIG)/*.pdf $(FIG)/*.png
