@@ -12,7 +12,7 @@ from era_core import readme, report
 from era_core.io import read_json, write_json
 from test_report import write_results
 
-BLOCK_NAMES = ("setup", "results", "training", "lodo", "encoder_pairs", "bench", "runtimes")
+BLOCK_NAMES = ("setup", "results", "training", "lodo", "encoder_pairs", "bench", "runtimes", "tolerance")
 HEAD = "# Title\n\nHand-written intro with a number 12.5 that stays.\n\n"
 TAIL = "\n## Later section\n\nText after the blocks, 3 × 4.\n"
 
@@ -79,6 +79,9 @@ def folder(tmp_path_factory):
     report.make_all(results=results, figures=figures, bar_ratio=0.4, main_instructions="on")
     write_bench(results)
     readme.record_runtime(results, "a quick command", [sys.executable, "-c", "pass"])
+    from era_core import tolerance
+
+    tolerance.add_comparison(results / "tolerance.json", tolerance.compare_results(results, results, "same twice"))
     return root
 
 
@@ -221,3 +224,13 @@ def test_help_names_the_options(capsys):
     out = capsys.readouterr().out
     for opt in ("--results", "--readme", "--check", "--strict", "--time"):
         assert opt in out
+
+
+def test_tolerance_block_shows_measured_and_recorded_comparisons(folder, tmp_path):
+    path = tmp_path / "README.md"
+    make_readme(path)
+    assert run(folder, path) == 0
+    block = inside(path.read_text(), "tolerance")
+    assert "| same twice | ERA | 0.000 |" in block
+    assert "Intel Xeon (AMX)" in block and "byte-identical" in block           # the recorded cross-machine pair
+    assert "every method moved by less than its own spread over seeds" in block
