@@ -44,11 +44,13 @@ def inside(text: str, name: str) -> str:
 
 def write_encoder_pairs(results: Path) -> None:
     rows = []
-    for pair, small, large, era in (("big-model>tiny-model", 0.30, 0.45, 0.41),
-                                    ("mid-model>tiny-model", 0.30, 0.36, 0.33)):
+    # registry keys, so the rule can tell a transformer index (L3) from a static one (potion)
+    for pair, small, large, era in (("embeddinggemma-300m>minilm-l3-onnx", 0.30, 0.45, 0.41),
+                                    ("minilm-l6>minilm-l3-onnx", 0.30, 0.36, 0.33),
+                                    ("embeddinggemma-300m>potion-base-8m", 0.10, 0.45, 0.30)):
         for seed in (1, 2):
             for method, ratio, value in (("zero_shot_small", None, small), ("zero_shot_large", None, large),
-                                         ("era", 0.4, era)):
+                                         ("era", 0.4, era), ("small_adapter", 0.4, small + 0.05)):
                 rows.append({"pair": pair, "instructions": "on", "seed": seed, "method": method,
                              "train_ratio": ratio, "overall": value, "per_domain": {}})
     write_json(results / "encoder_pairs.json", {"rows": rows})
@@ -117,8 +119,12 @@ def test_every_block_is_generated_outside_text_kept_and_second_run_changes_nothi
     assert "hold-out cosine of 0.8700" in training and "ridge reaches 0.8900" in training
     assert "held-out domain's test split" in inside(after, "lodo")
     pairs = inside(after, "encoder_pairs")
-    assert "`big-model>tiny-model`: zero-shot large 0.450, +0.150 over its small model" in pairs
-    assert "default pair `big-model>tiny-model` has the largest zero-shot gap" in pairs
+    assert "`embeddinggemma-300m>minilm-l3-onnx`: zero-shot large 0.450, +0.150 over small→small" in pairs
+    assert "ERA is above the same-model control at ratio 0.4 (+0.060 at 0.4)" in pairs
+    assert "at ratio 0.4 ERA closes 0.733 of the zero-shot gap" in pairs           # (0.41 - 0.30) / 0.15
+    # the potion pair has the largest gap (+0.350) but a static index, so the rule skips it
+    assert "that is `embeddinggemma-300m>minilm-l3-onnx` (+0.150)" in pairs
+    assert "the configured default is `big-model>tiny-model`: the rule and the configuration disagree" in pairs
     bench = inside(after, "bench")
     assert "| 1.74× (37.5 vs 21.6 passages/s); min cosine 0.99995 | ≥ 1.2 | yes |" in bench
     assert "| 0.92× | ≥ 0.8 | **no** |" in bench  # the headline 0.7 misses its target
