@@ -33,11 +33,28 @@ def make(target: str, out: Path, *extra: str, check: bool = True, cache: Path | 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
     a, b = tmp_path_factory.mktemp("run_a"), tmp_path_factory.mktemp("run_b")
-    make("paper", a)
+    first = make("paper", a)
+    (a / "make_output.txt").write_text(first.stdout + first.stderr)  # what a CI log of `make paper` shows
     # The second run starts from a clean state too: its own empty cache, so encoding, the benchmark
     # build and Phase 1 are all redone and compared.
     make("paper", b, cache=tmp_path_factory.mktemp("cache_b"))
     return a, b
+
+
+NOTEBOOKS = ["00_quickstart", "01_zero_shot", "02_alignment", "03_training", "04_lodo", "05_domain_specific",
+             "06_figures", "07_encoder_pairs"]
+
+
+def test_make_paper_output_to_a_file_is_quiet(two_runs):
+    a, _ = two_runs
+    text = (a / "make_output.txt").read_text()
+    assert "\r" not in text and "\x1b[A" not in text            # no progress-bar redraws in a log
+    lines = text.splitlines()
+    for nb in NOTEBOOKS:
+        assert sum(ln == f"▶ {nb} started" for ln in lines) == 1, nb
+        assert sum(ln.startswith(f"✓ {nb} finished in ") for ln in lines) == 1, nb
+        assert (a / "results" / "executed" / f"{nb}.log").is_file(), nb      # the full log went to a file
+    assert "Executing Cell" not in text                                    # papermill's chatter stays in the logs
 
 
 def test_every_artefact_exists(two_runs):
