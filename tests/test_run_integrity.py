@@ -97,6 +97,9 @@ def test_a_changed_label_reruns_the_run(pool_and_params, tmp_path, monkeypatch):
     q = {**p, "label_lr_grid": ""}
     first = ex.run_job("in_domain", "small_adapter", seed=42, train_ratio=0.2, use_instructions=True,
                        train_names=names, pool=pool, p=q, results=tmp_path)
+    # every summary says which machine produced it and what the loader dropped
+    assert set(first["hardware"]) >= {"cpu_model", "isa", "blas", "cpu_bf16_autocast", "torch"}
+    assert first["dropped_rows"] == {u.name: u.dropped_counts() for u in pool.units}
     calls = []
     real = ex.train_method
     monkeypatch.setattr(ex, "train_method", lambda *a, **k: calls.append(1) or real(*a, **k))
