@@ -15,6 +15,8 @@ pytestmark = pytest.mark.slow
 TABLES = ["main.csv", "main.md", "main.tex", "lodo.csv", "domain_specific.csv", "zero_shot.csv", "encoder_pairs.csv"]
 FIGS = ["ndcg_vs_ratio.pdf", "domain_bars.pdf", "lodo.pdf", "domain_transfer.pdf", "alignment_curves.pdf",
         "cost_quality.pdf"]
+#: Figures of measured timings: byte-stable for the same timing file (test_report), not across two runs.
+TIMED_FIGS = {"cost_quality.pdf"}
 RESULTS = ["zero_shot.json", "alignment.json", "training.json", "lodo.json", "domain_specific.json", "encoder_pairs.json",
            "datasheet.md"]
 
@@ -114,8 +116,10 @@ def test_two_clean_runs_are_byte_identical(two_runs):
     different = [str(f) for f in files if (ra / f).read_bytes() != (rb / f).read_bytes()]
     assert not different, different
     for name in FIGS:
-        assert (a / "figures" / name).read_bytes() == (b / "figures" / name).read_bytes(), name
         assert b"CreationDate" not in (a / "figures" / name).read_bytes()
+        if name in TIMED_FIGS:
+            continue  # drawn from results/timing/ (measured query cost), which differs run to run by design
+        assert (a / "figures" / name).read_bytes() == (b / "figures" / name).read_bytes(), name
 
 
 
