@@ -200,6 +200,7 @@ def render_results(ctx: Context) -> str:
     lines = [f"![nDCG@10 against train ratio]({README_FIGURE.as_posix()})", "", table, "",
              f"What the means show (overall nDCG@10, test split, instructions {inst}):"]
     lines += _main_findings(view, "")
+    lines += _significance_findings(ctx, inst)
     off = main[main["instructions"] != inst]
     if len(off):
         other = sorted(set(off["instructions"]))[0]
@@ -218,6 +219,29 @@ def render_results(ctx: Context) -> str:
                      f"`instructions={other}`).")
         lines += _main_findings(off, f" (instructions {other})", only_small=True)
     return "\n".join(lines)
+
+
+def _significance_findings(ctx: Context, inst: str) -> list[str]:
+    """One sentence per trained method against the same-model control, from the main table's paired tests."""
+    path = ctx.path("significance.json")
+    if not path.is_file():
+        return []
+    sig = read_json(path).get(inst, {})
+    out = []
+    for method, name in (("era", "ERA"), ("fused", "Fused")):
+        rows = sorted((r for r in sig.get("comparisons", []) if r["method"] == method
+                       and r["baseline"] == "small_adapter"), key=lambda r: r["train_ratio"])
+        if not rows:
+            continue
+        groups: dict[str, list[float]] = {}
+        for r in rows:
+            word = ("significantly higher" if r["mean_diff"] > 0 else "significantly lower") if r["significant"] \
+                else "not significantly different"
+            groups.setdefault(word, []).append(float(r["train_ratio"]))
+        parts = [f"{word} at {_ratios(rs)}" for word, rs in groups.items()]
+        out.append(f"- Paired test against the same-model control (Holm-adjusted p < {sig['alpha']:g}): {name} is "
+                   f"{_join(parts)}.")
+    return out
 
 
 def _main_findings(view: pd.DataFrame, suffix: str, only_small: bool = False) -> list[str]:
@@ -241,6 +265,10 @@ def _main_findings(view: pd.DataFrame, suffix: str, only_small: bool = False) ->
         label = (f"the same-model control (`small_adapter`: the same Phase 2 on the small model's own query "
                  f"vectors; {_span(list(control.values()))})")
         out.append(f"- ERA is {_versus(era, control, label)}.")
+    fused = _mean_by_ratio(view, "fused")
+    if fused and control:
+        out.append(f"- Fused (large ⊕ small query vectors mapped into the small space, starting as the control) is "
+                   f"{_versus(fused, control, 'the same-model control')}.")
     label = _mean_by_ratio(view, "label_only")
     if label:
         text = f"the Embedding Adapter (label only, random init; {_span(list(label.values()))})"
