@@ -81,6 +81,14 @@ $(POTION_STAMP): | $(STAMP)
 venv: $(STAMP)
 
 # ------------------------------------------------------------------ notebooks
+# Two notebooks run side by side (JOBS=1: one at a time). Training is small matmuls that a second thread
+# barely speeds up, so each training notebook gets one thread and the pair uses both cores; the adapters
+# do not depend on the thread count (tests/test_run_integrity.py). The encoding notebooks, 01 and 02,
+# run alone on every core: 03 and 05 wait for 02 (order-only, so 02 never makes them stale).
+JOBS ?= 2
+MAKEFLAGS += -j$(JOBS)
+ENCODING_NOTEBOOKS := 01_zero_shot 02_alignment
+threads_env = $(if $(filter 1,$(JOBS))$(filter $(1),$(ENCODING_NOTEBOOKS)),,OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1)
 # One file-target rule per notebook: the executed notebook is the target; its prerequisites are
 # the notebook, its params file, the era_core sources and the upstream notebooks whose results it reads.
 # Quiet: scripts/run_notebook.py prints one line as a notebook starts and one as it ends (a live line on a
@@ -88,7 +96,7 @@ venv: $(STAMP)
 define run_notebook
 	@mkdir -p $(EXE)
 	@$(PY) -m era_core.params check params/$(PROFILE)/$(1).yaml $(1) >/dev/null
-	@MPLBACKEND=Agg $(PY) scripts/run_notebook.py --log $(EXE)/$(1).log -- \
+	@MPLBACKEND=Agg $(call threads_env,$(1)) $(PY) scripts/run_notebook.py $(if $(filter 1,$(JOBS)),,--no-live) --log $(EXE)/$(1).log -- \
 	  $(PY) -m papermill -k python3 --cwd . --log-output --no-progress-bar \
 	  -f params/$(PROFILE)/$(1).yaml notebooks/$(1).ipynb $(EXE)/.$(1).tmp.ipynb
 	@mv $(EXE)/.$(1).tmp.ipynb $@
@@ -100,12 +108,12 @@ $(EXE)/01_zero_shot.ipynb: $(call NB_DEPS,01_zero_shot) | $(STAMP) $(MODEL_DEPS)
 	$(call run_notebook,01_zero_shot)
 $(EXE)/02_alignment.ipynb: $(call NB_DEPS,02_alignment) $(EXE)/01_zero_shot.ipynb | $(STAMP) $(MODEL_DEPS)
 	$(call run_notebook,02_alignment)
-$(EXE)/03_training.ipynb: $(call NB_DEPS,03_training) $(EXE)/01_zero_shot.ipynb | $(STAMP) $(MODEL_DEPS)
+$(EXE)/03_training.ipynb: $(call NB_DEPS,03_training) $(EXE)/01_zero_shot.ipynb | $(STAMP) $(MODEL_DEPS) $(EXE)/02_alignment.ipynb
 	$(call run_notebook,03_training)
 # 04 ends with the LODO table, which compares with 03's in-domain runs.
 $(EXE)/04_lodo.ipynb: $(call NB_DEPS,04_lodo) $(EXE)/01_zero_shot.ipynb $(EXE)/03_training.ipynb | $(STAMP) $(MODEL_DEPS)
 	$(call run_notebook,04_lodo)
-$(EXE)/05_domain_specific.ipynb: $(call NB_DEPS,05_domain_specific) $(EXE)/01_zero_shot.ipynb | $(STAMP) $(MODEL_DEPS)
+$(EXE)/05_domain_specific.ipynb: $(call NB_DEPS,05_domain_specific) $(EXE)/01_zero_shot.ipynb | $(STAMP) $(MODEL_DEPS) $(EXE)/02_alignment.ipynb
 	$(call run_notebook,05_domain_specific)
 $(EXE)/07_encoder_pairs.ipynb: $(call NB_DEPS,07_encoder_pairs) $(EXE)/01_zero_shot.ipynb $(EXE)/03_training.ipynb | $(STAMP) $(MODEL_DEPS)
 	$(call run_notebook,07_encoder_pairs)

@@ -564,9 +564,17 @@ def run_job(protocol: str, method: str, *, seed: int, train_ratio: float, use_in
     embs = [by_name[u.name] for u in eval_units]
     train_embs = [by_name[n] for n in train_names]
     train_units = [u for u in pool.units if u.name in set(train_names)]
+    train_key = training_key(method, p, train_ratio, seed, use_instructions, cfg_obj["train_units"], setup)
     t0 = time.perf_counter()
-    adapter, meta = train_method(method, train_embs, train_units, setup, p, train_ratio, seed)
+    reused = load_trained(results, train_key)
+    if reused is None:
+        adapter, raw_meta = train_method(method, train_embs, train_units, setup, p, train_ratio, seed)
+        raw_meta, timings = split_timing(raw_meta)
+    else:
+        adapter, raw_meta, source = reused
+        timings = {"reused_training_of": source}
     elapsed = time.perf_counter() - t0
+    meta = {**raw_meta, "training_key": train_key}
 
     unit_domain = {u.name: u.domain for u in eval_units}
     query_side = query_side_of(method)
@@ -593,18 +601,59 @@ def run_job(protocol: str, method: str, *, seed: int, train_ratio: float, use_in
         },
     }
     meta.update({"config": cfg_obj, "config_key": cfg_key, **(extra_meta or {})})
-    meta, timings = split_timing(meta)
-    save_adapter(adapter, folder / "adapter.safetensors",
-                 {"method": method, "large_model": setup.large_model, "small_model": setup.small_model,
-                  "query_side": query_side})
+    meta, _ = split_timing(meta)
+    weights = save_adapter(adapter, folder / "adapter.safetensors",
+                           {"method": method, "large_model": setup.large_model, "small_model": setup.small_model,
+                            "query_side": query_side})
     write_json(folder / "era_meta.json", meta)
     write_json(folder / PER_QUERY_FILE, headline_per_query(per_query, split_test))
     # The test-split top-100 and its qrels in TREC format, readable by trec_eval, ir_measures and ranx.
     write_run(folder / RUN_FILE, runs, tag=run_id, keep=split_test)
     write_qrels(folder / QRELS_FILE, {te.name: te.qrels for te in embs}, keep=split_test)
     write_json(results / "timing" / "runs" / protocol / f"{run_id}.json", {"train_elapsed_sec": elapsed, **timings})
-    write_json(folder / "summary.json", summary)  # last: marks the run complete, so a killed run is redone
+    write_json(folder / "summary.json", summary)  # marks the run complete, so a killed run is redone
+    if reused is None:
+        write_json(trained_index(results, train_key), {"run": f"{protocol}/{run_id}", "meta": raw_meta,
+                                                       "adapter_sha256": sha256_file(weights)})
     return summary
+
+
+def training_key(method: str, p: dict[str, Any], train_ratio: float, seed: int, use_instructions: bool,
+                 train_units: dict[str, str], setup: Setup) -> str:
+    """Hash of everything that decides a trained adapter, and nothing it is scored on.
+
+    An lr-selection run and the final run at the chosen lr (same seed and ratio) train the same
+    adapter; so do the pair study and 03_training on the default pair. They share one training.
+    """
+    uses_alignment = method in ("era", "alignment_only", "residual_mlp")
+    acfg, lcfg = asdict(align_config(p, seed, setup.device)), asdict(label_config(p, train_ratio, seed, setup.device))
+    for cfg in (acfg, lcfg):
+        cfg.pop("device")  # as in the run key: a run's numbers are tied to its hardware record, not its key
+    return config_hash({"method": method, "instructions": use_instructions, "train_units": train_units,
+                        "alignment": acfg if uses_alignment else None, "label": lcfg,
+                        "benchmark": setup.benchmark, "encoders": _encoder_identity(setup), "code": code_version()})
+
+
+def trained_index(results: Path, train_key: str) -> Path:
+    """Where a finished training is indexed: which run folder holds its adapter, and its meta."""
+    return results / "runs" / "_trained" / f"{train_key}.json"
+
+
+def load_trained(results: Path, train_key: str) -> tuple[Any, dict[str, Any], str] | None:
+    """(adapter, meta, run) of an earlier run that trained exactly this configuration, or None.
+
+    Served only while that run's adapter still has the bytes recorded when it was indexed.
+    """
+    from era_core.adapter import load_any_adapter
+
+    index = trained_index(results, train_key)
+    if not index.exists():
+        return None
+    entry = read_json(index)
+    weights = results / "runs" / entry["run"] / "adapter.safetensors"
+    if not weights.exists() or sha256_file(weights) != entry["adapter_sha256"]:
+        return None  # that run was redone with another configuration since: train afresh
+    return load_any_adapter(weights), entry["meta"], entry["run"]
 
 
 def split_timing(obj: Any) -> tuple[Any, dict[str, float]]:

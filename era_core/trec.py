@@ -35,9 +35,23 @@ def _doc_id(doc: str) -> str:
     return doc
 
 
+def _tie_key(doc: str) -> tuple[int, ...]:
+    return tuple(-ord(c) for c in doc)
+
+
+def _in_order(items: list[tuple[str, float]]) -> bool:
+    """Whether ``items`` already follow the run order (true for every run ``topk_search`` produced)."""
+    for (d1, s1), (d2, s2) in zip(items, items[1:]):
+        if s1 < s2 or (s1 == s2 and _tie_key(d1) > _tie_key(d2)):
+            return False
+    return True
+
+
 def _ranked(docs: Mapping[str, float]) -> list[tuple[str, float]]:
     # trec_eval's order: score descending, then doc id descending; ranks follow it, so any reader agrees.
-    return sorted(docs.items(), key=lambda kv: (-kv[1], tuple(-ord(c) for c in kv[0])))
+    # Runs from topk_search arrive in this order already; checking it is ~20x cheaper than the keyed sort.
+    items = list(docs.items())
+    return items if _in_order(items) else sorted(items, key=lambda kv: (-kv[1], _tie_key(kv[0])))
 
 
 def run_text(runs: Runs, tag: str, keep: Mapping[str, Sequence[str]] | None = None) -> str:

@@ -92,7 +92,7 @@ def notebook_of(cmd: list[str]) -> Path:
     raise SystemExit(f"run_notebook: no .ipynb argument in the command {' '.join(cmd)!r}")
 
 
-def run(cmd: list[str], log: Path, name: str | None = None, out: TextIO = sys.stdout) -> int:
+def run(cmd: list[str], log: Path, name: str | None = None, out: TextIO = sys.stdout, live: bool = True) -> int:
     """Run the papermill command ``cmd`` with all its output in ``log``; report start and end; return its status."""
     notebook = notebook_of(cmd)
     name = name or notebook.stem
@@ -103,7 +103,7 @@ def run(cmd: list[str], log: Path, name: str | None = None, out: TextIO = sys.st
     with open(log, "w", encoding="utf-8") as fh:
         fh.write("$ " + " ".join(cmd) + "\n")
         fh.flush()
-        if out.isatty():
+        if live and out.isatty():
             injected = "-f" in cmd or "-p" in cmd or "--parameters_file" in cmd
             with _Live(name, log, count_cells(notebook, injected), out):
                 rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT).returncode
@@ -124,12 +124,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--log", type=Path, required=True, help="file for the command's full output")
     parser.add_argument("--name", help="name on the start and end lines (default: the notebook's stem)")
+    parser.add_argument("--no-live", action="store_true",
+                        help="no live line even on a terminal (notebooks running side by side would overwrite it)")
     parser.add_argument("cmd", nargs=argparse.REMAINDER, help="-- then the papermill command line")
     args = parser.parse_args(argv)
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
         parser.error("give the papermill command after --")
-    return run(cmd, args.log, args.name)
+    return run(cmd, args.log, args.name, live=not args.no_live)
 
 
 if __name__ == "__main__":

@@ -184,3 +184,68 @@ def test_damaged_phase1_adapter_is_retrained(pool_and_params, monkeypatch, tmp_p
     with warnings.catch_warnings():
         warnings.simplefilter("error", CacheCorruptionWarning)   # repaired: a clean hit now
         ex.train_alignment_cached(pool.units, pool.setup, cfg)
+
+
+def test_the_final_run_reuses_the_selection_runs_training(pool_and_params, tmp_path, monkeypatch):
+    pool, p = pool_and_params
+    sel = ex.select_label_lr(pool, p, tmp_path, ["era"])
+    chosen = sel["era"]["chosen"]
+    fresh_dir = tmp_path / "fresh"
+    fresh = ex.run_job("in_domain", "era", seed=42, train_ratio=0.2, use_instructions=True,
+                       train_names=[u.name for u in pool.units], pool=pool,
+                       p=ex.method_params(p, "era", sel), results=fresh_dir)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the final run trained again instead of reusing the selection run")
+
+    monkeypatch.setattr(ex, "train_method", no_training)
+    reused = ex.run_job("in_domain", "era", seed=42, train_ratio=0.2, use_instructions=True,
+                        train_names=[u.name for u in pool.units], pool=pool,
+                        p=ex.method_params(p, "era", sel), results=tmp_path)
+    assert reused == fresh
+    run = "era__inston__train0.2__seed42"
+    for name in ("adapter.safetensors", "era_meta.json", "summary.json", "per_query.json", "run.trec.gz"):
+        assert (ex.run_dir(tmp_path, "in_domain", run) / name).read_bytes() == \
+            (ex.run_dir(fresh_dir, "in_domain", run) / name).read_bytes(), name
+    selection_run = ex.run_dir(tmp_path, "lr_selection", ex.make_run_id("era", True, 0.2, 42, {"lr": f"{chosen:g}"}))
+    assert (selection_run / "adapter.safetensors").read_bytes() == \
+        (ex.run_dir(tmp_path, "in_domain", run) / "adapter.safetensors").read_bytes()
+
+
+def test_a_changed_selection_adapter_is_not_reused(pool_and_params, tmp_path, monkeypatch):
+    pool, p = pool_and_params
+    q = {**p, "label_lr_grid": ""}
+    names = [u.name for u in pool.units]
+    ex.run_job("lr_selection", "small_adapter", seed=42, train_ratio=0.2, use_instructions=True,
+               train_names=names, pool=pool, p=q, results=tmp_path, label={"lr": "x"})
+    weights = ex.run_dir(tmp_path, "lr_selection", "small_adapter__inston__train0.2__seed42__lr-x") / "adapter.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")  # damaged after it was indexed
+    calls = []
+    real = ex.train_method
+    monkeypatch.setattr(ex, "train_method", lambda *a, **k: calls.append(1) or real(*a, **k))
+    ex.run_job("in_domain", "small_adapter", seed=42, train_ratio=0.2, use_instructions=True,
+               train_names=names, pool=pool, p=q, results=tmp_path)
+    assert calls == [1]
+
+
+def test_training_is_identical_on_one_and_two_threads(pool_and_params, tmp_path, monkeypatch):
+    # make paper trains two notebooks side by side on one thread each; their adapters must not depend on it.
+    import torch
+
+    from era_core import paths
+
+    pool, p = pool_and_params
+    embs = pool.get(True)
+    q = {**p, "label_lr_grid": ""}
+    before = torch.get_num_threads()
+    states = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            monkeypatch.setattr(paths, "ADAPTER_CACHE", tmp_path / str(threads))  # Phase 1 trained each time too
+            adapter, _ = ex.train_method("era", embs, pool.units, pool.setup, q, 0.2, 42)
+            states.append({k: v.clone() for k, v in adapter.state_dict().items()})
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    assert (tmp_path / "1").is_dir() and (tmp_path / "2").is_dir()

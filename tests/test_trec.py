@@ -55,3 +55,21 @@ def test_ir_measures_reads_a_runs_files_to_our_metrics(tmp_path):
     test = summary["scopes"]["test"]
     assert overall[nDCG @ 10] == pytest.approx(test["overall_query_weighted"]["ndcg@10"], abs=1e-9)
     assert overall[RR] == pytest.approx(test["overall_query_weighted"]["mrr"], abs=1e-9)
+
+
+def test_ranking_shortcut_matches_the_keyed_sort_on_any_input_order():
+    import random
+
+    from era_core.trec import _ranked
+
+    rng = random.Random(0)
+    for _ in range(300):
+        n = rng.randint(0, 12)
+        # few distinct scores and prefix-related ids, so ties and prefix orders are common
+        docs = {rng.choice(["d", "d1", "d10", "d2", "a", "ab", "abc", "z"]) + str(rng.randint(0, 3)):
+                rng.choice([0.5, 0.25, 0.75, -0.0, 0.0]) for _ in range(n)}
+        items = list(docs.items())
+        rng.shuffle(items)
+        expected = sorted(items, key=lambda kv: (-kv[1], tuple(-ord(c) for c in kv[0])))
+        assert _ranked(dict(items)) == expected
+        assert _ranked(dict(expected)) == expected
