@@ -48,7 +48,8 @@ SECTIONS = ("encode", "search", "metrics", "training", "cache", "scaling")
 TARGETS: dict[str, tuple[float, str]] = {
     "encode_vs_st_ratio": (1.2, ">="),
     "search_vs_numpy_ratio": (5.0, ">="),
-    "search_vs_faiss_ratio": (0.8, ">="),
+    # Wrapping faiss (candidates from faiss.knn, exact re-scoring) must cost no more than faiss itself.
+    "search_vs_faiss_ratio": (1.0, ">="),
     "metrics_vs_pytrec_ratio": (1.0, ">="),
     "encode_cosine_min": (0.9999, ">"),
 }
@@ -61,6 +62,7 @@ REQUIRED_FIELDS = (
     "encode_dtype",
     "search_vs_numpy_ratio",
     "search_vs_faiss_ratio",
+    "search_backend",
     "search_peak_rss_mb_1m",
     "search_memory_docs",
     "metrics_vs_pytrec_ratio",
@@ -231,7 +233,11 @@ def environment_info(threads: int) -> dict[str, Any]:
                 cpu = line.split(":", 1)[1].strip()
                 break
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    from era_core.hardware import describe
+
     return {
+        # CPU model and ISA flags (AMX, AVX512-BF16, AVX2) decide which kernels, and so which timings, we get.
+        "hardware": describe(),
         "threads_requested": threads,
         "torch_num_threads": torch.get_num_threads(),
         "torch_parallel_info": torch.__config__.parallel_info().strip().splitlines()[:6],
@@ -499,13 +505,15 @@ def bench_search(sizes: BenchSizes, threads: int, *, progress: bool = False) -> 
     """``topk_search`` vs a NumPy full sort and faiss IndexFlatIP; ids compared; 1M-doc peak RSS."""
     import faiss
 
-    from era_core.retrieval import topk_search
+    from era_core.retrieval import resolve_backend, topk_search
 
     rng = np.random.default_rng(0)
     dim, k = 384, sizes.search_k
+    backend = resolve_backend("auto")
     queries = unit_rows(sizes.search_queries, dim, rng)
     corpus_all = unit_rows(max(sizes.search_docs), dim, rng)
-    out: dict[str, Any] = {"dim": dim, "k": k, "queries": len(queries), "repeats": sizes.repeats, "sizes": {}}
+    out: dict[str, Any] = {"dim": dim, "k": k, "queries": len(queries), "repeats": sizes.repeats, "backend": backend,
+                           "sizes": {}}
     ok = True
     for n in tqdm(sizes.search_docs, desc="search sizes", disable=not progress):
         corpus = corpus_all[:n]
@@ -513,7 +521,7 @@ def bench_search(sizes: BenchSizes, threads: int, *, progress: bool = False) -> 
         index.add(corpus)
         times, res = time_interleaved(
             {
-                "era": lambda corpus=corpus: topk_search(queries, corpus, k=k)[1],
+                "era": lambda corpus=corpus: topk_search(queries, corpus, k=k, backend=backend)[1],
                 "numpy": lambda corpus=corpus: numpy_full_sort(queries, corpus, k),
                 "faiss": lambda index=index: index.search(queries, k)[1],
             },
@@ -542,6 +550,7 @@ def bench_search(sizes: BenchSizes, threads: int, *, progress: bool = False) -> 
     out["headline"] = {
         "search_vs_numpy_ratio": min(v["vs_numpy_ratio"] for v in out["sizes"].values()),
         "search_vs_faiss_ratio": min(v["vs_faiss_ratio"] for v in out["sizes"].values()),
+        "search_backend": backend,
         "search_peak_rss_mb_1m": mem["peak_rss_mb"],
         "search_memory_docs": mem["docs"],  # 1M in the full run; smaller with --quick
     }
@@ -946,6 +955,11 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _isa_note(env: dict[str, Any]) -> str:
+    isa = (env.get("hardware") or {}).get("isa") or {}
+    return "[" + ", ".join(f"{flag}: {'yes' if on is True else 'no' if on is False else on}" for flag, on in isa.items()) + "] " if isa else ""
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """The short human-readable report next to bench.json."""
     env = report["environment"]
@@ -954,6 +968,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         f"Mode: {'quick (tiny sizes; not representative)' if report['quick'] else 'full'}. "
         f"Threads: {env['threads_requested']} (torch {env['torch_num_threads']}); CPU: {env['cpu']} "
+        f"{_isa_note(env)}"
         f"({env['cpus_available']} available). Ratios are reference time / era_core time (> 1: era_core "
         f"faster), medians of {report['repeats']} interleaved runs after a warm-up, same process and inputs.",
         "",
@@ -995,7 +1010,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         m = s["memory"]
         lines += [
             "",
-            f"**Search** ({s['queries']} queries, k={s['k']}; headline ratios are the worst size): {rows}. Memory at {m['docs']} docs: peak RSS "
+            f"**Search** (backend `{s.get('backend', 'numpy')}`, {s['queries']} queries, k={s['k']}; headline ratios are the worst size): {rows}. Memory at {m['docs']} docs: peak RSS "
             f"{_fmt(m['peak_rss_mb'])} MB, of which the corpus array is {_fmt(m['corpus_mb'])} MB "
             f"(RSS before the search {_fmt(m['rss_before_search_mb'])} MB; growth during the search "
             f"{_fmt(m['search_overhead_mb'])} MB).",
