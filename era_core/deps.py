@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import json
 import sys
 from pathlib import Path
@@ -100,10 +101,21 @@ def _expand_packages(files: set[Path]) -> set[Path]:
 
 def module_graph(*, top_level: bool = False) -> dict[str, set[str]]:
     """``{module: era_core modules it imports}`` for every module of the package (see ``imported_modules``)."""
+    return {m: set(v) for m, v in _graph(top_level, _source_stamp()).items()}
+
+
+def _source_stamp() -> tuple[tuple[str, int], ...]:
+    return tuple((str(f), f.stat().st_mtime_ns) for f in sorted(PACKAGE_DIR.rglob("*.py")))
+
+
+@functools.lru_cache(maxsize=4)
+def _graph(top_level: bool, stamp: tuple[tuple[str, int], ...]) -> dict[str, frozenset[str]]:
+    # Parsing every file is the slow part; the stamp (paths and mtimes) makes an edited file reparse.
     graph = {}
-    for f in sorted(PACKAGE_DIR.rglob("*.py")):
+    for name_path, _ in stamp:
+        f = Path(name_path)
         name = _module_name(f)
-        graph[name] = imported_modules(f.read_text(encoding="utf-8"), name, top_level=top_level) - {name}
+        graph[name] = frozenset(imported_modules(f.read_text(encoding="utf-8"), name, top_level=top_level) - {name})
     return graph
 
 
