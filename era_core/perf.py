@@ -7,6 +7,8 @@ alike. Sections (``--only`` picks some; the others are kept from an existing ben
 
 - ``encode``: ``Encoder.encode`` vs ``SentenceTransformer.encode`` (same folder, texts, batch,
   max length, threads); texts/s, ratio, cosine agreement, and where era_core's time goes.
+- ``encode_gemma``: the same comparison for EmbeddingGemma-300M at smaller sizes, on texts carrying
+  the model's prompts; an explicit skip when its weights are not unpacked.
 - ``search``: ``topk_search`` vs a NumPy full sort and ``faiss.IndexFlatIP``; ids compared; peak
   RSS of a 1M-document search measured in a subprocess.
 - ``metrics``: ``metrics.evaluate`` vs ``pytrec_eval`` on a seeded 10k-query run; values compared.
@@ -39,10 +41,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from era_core import paths
-from era_core.errors import EraError, ParamsError
+from era_core.errors import EraError, ModelUnavailableError, ParamsError
 from era_core.io import atomic_write, atomic_write_text, read_json, write_json
 
-SECTIONS = ("encode", "search", "metrics", "training", "cache", "scaling")
+SECTIONS = ("encode", "encode_gemma", "search", "metrics", "training", "cache", "scaling")
+
+GEMMA_KEY = "embeddinggemma-300m"
+GEMMA_FETCH = f"python -m era_core.wheels fetch {GEMMA_KEY}"
 
 #: Headline fields, their targets and the direction that meets a target.
 TARGETS: dict[str, tuple[float, str]] = {
@@ -52,6 +57,8 @@ TARGETS: dict[str, tuple[float, str]] = {
     "search_vs_faiss_ratio": (1.0, ">="),
     "metrics_vs_pytrec_ratio": (1.0, ">="),
     "encode_cosine_min": (0.9999, ">"),
+    "encode_gemma_vs_st_ratio": (1.2, ">="),
+    "encode_gemma_cosine_min": (0.9999, ">"),
 }
 #: Fields bench.json always has (null, with a reason, when a section was not run or not possible).
 REQUIRED_FIELDS = (
@@ -60,6 +67,11 @@ REQUIRED_FIELDS = (
     "encode_queries_vs_st_ratio",
     "encode_cosine_min",
     "encode_dtype",
+    "encode_gemma_vs_st_ratio",
+    "encode_gemma_fp32_vs_st_ratio",
+    "encode_gemma_queries_vs_st_ratio",
+    "encode_gemma_cosine_min",
+    "encode_gemma_dtype",
     "search_vs_numpy_ratio",
     "search_vs_faiss_ratio",
     "search_backend",
@@ -85,7 +97,7 @@ class BenchmarkError(EraError):
 
 @dataclass(frozen=True)
 class BenchSizes:
-    """Input sizes of every section; ``FULL`` fits ~15 minutes on 2 cores, ``QUICK`` a few seconds each."""
+    """Input sizes of every section; ``FULL`` fits ~15 minutes on 2 cores (+ under 3 for EmbeddingGemma), ``QUICK`` a few seconds each."""
 
     repeats: int
     enc_passages: int
@@ -106,6 +118,11 @@ class BenchSizes:
     scaling_encode: tuple[int, ...]
     scaling_search: tuple[int, ...]
     scaling_budget_s: float  # per curve: larger points are skipped once they would overrun it
+    # EmbeddingGemma runs ~10 passages/s on 2 threads at max_length 128: its own, smaller sizes.
+    gemma_passages: int
+    gemma_queries: int
+    gemma_max_length: int
+    gemma_repeats: int
 
 
 FULL = BenchSizes(
@@ -128,6 +145,10 @@ FULL = BenchSizes(
     scaling_encode=(1000, 2000, 4000, 8000),
     scaling_search=(1000, 3000, 10_000, 30_000, 100_000),
     scaling_budget_s=200.0,
+    gemma_passages=48,
+    gemma_queries=96,
+    gemma_max_length=128,
+    gemma_repeats=3,
 )
 QUICK = BenchSizes(
     repeats=3,
@@ -149,6 +170,10 @@ QUICK = BenchSizes(
     scaling_encode=(4, 8, 16),
     scaling_search=(1000, 2000, 4000),
     scaling_budget_s=60.0,
+    gemma_passages=2,
+    gemma_queries=4,
+    gemma_max_length=64,
+    gemma_repeats=1,
 )
 
 
@@ -156,7 +181,11 @@ QUICK = BenchSizes(
 
 
 def time_interleaved(
-    fns: dict[str, Callable[[], Any]], repeats: int, *, warmup: bool = True
+    fns: dict[str, Callable[[], Any]],
+    repeats: int,
+    *,
+    warmup: bool = True,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> tuple[dict[str, list[float]], dict[str, Any]]:
     """Warm each callable up once (keeping its output), then time ``repeats`` interleaved rounds."""
     if repeats < 1:
@@ -168,9 +197,9 @@ def time_interleaved(
         names = list(fns) if r % 2 == 0 else list(reversed(fns))
         for name in names:
             gc.collect()
-            t0 = time.perf_counter()
+            t0 = clock()
             fns[name]()
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(clock() - t0)
     return times, outputs
 
 
@@ -316,54 +345,34 @@ def _min_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float((np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))).min())
 
 
-def bench_encode(sizes: BenchSizes, threads: int, *, progress: bool = False) -> dict[str, Any]:
-    """era_core's encoder (default ``auto`` precision, and fp32) vs sentence-transformers, same folder and texts."""
-    from sentence_transformers import SentenceTransformer
-
-    from era_core.encoders import load_encoder
-
-    # "auto" is what every profile's params use: bf16 matmuls on CPUs with native bf16, else fp32.
-    enc = load_encoder("minilm-l6", dtype="auto", threads=threads, max_length=sizes.enc_max_length, progress=False)
-    fp32 = load_encoder("minilm-l6", dtype="float32", threads=threads, max_length=sizes.enc_max_length, progress=False)
-    enc.load()
-    fp32.load()
-    st = SentenceTransformer(str(enc.location), device="cpu")
-    st_default_len = st.max_seq_length
-    st.max_seq_length = sizes.enc_max_length
-    apply_threads(threads)  # model loading may have reset torch's pool
-    bs = sizes.enc_batch_size
-    words = bench_words()
-    texts = {"passages": bench_passages(sizes.enc_passages, words, min_words=sizes.passage_words[0],
-                                   max_words=sizes.passage_words[1]), "queries": bench_queries(sizes.enc_queries)}
-    out: dict[str, Any] = {
-        "model": "minilm-l6",
-        "folder": str(enc.location),
-        "era_dtype": enc.dtype,
-        "era_precision": enc.cache_fields().get("precision", enc.dtype),
-        "batch_size": bs,
-        "max_length": sizes.enc_max_length,
-        "st_default_max_seq_length": st_default_len,
-        "threads": threads,
-        "repeats": sizes.repeats,
-        "n_passages": len(texts["passages"]),
-        "n_queries": len(texts["queries"]),
-        "passage_words_mean": float(np.mean([len(t.split()) for t in texts["passages"]])),
-    }
-    cos_min = 1.0
+def compare_encoders(
+    era: Any,
+    era_fp32: Any,
+    st: Any,
+    texts: dict[str, list[str]],
+    *,
+    batch_size: int,
+    max_length: int,
+    repeats: int,
+    progress: bool = False,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, dict[str, Any]]:
+    """Per kind of text: era_core (``auto`` and fp32) vs sentence-transformers times, ratios and min cosines."""
+    out: dict[str, dict[str, Any]] = {}
     for kind, items in texts.items():
-        tokens = enc.count_tokens(items)
+        tokens = era.count_tokens(items)
         times, vecs = time_interleaved(
             {
-                "era": lambda items=items: enc.encode(items, batch_size=bs, progress=progress),
-                "era_fp32": lambda items=items: fp32.encode(items, batch_size=bs, progress=progress),
+                "era": lambda items=items: era.encode(items, batch_size=batch_size, progress=progress),
+                "era_fp32": lambda items=items: era_fp32.encode(items, batch_size=batch_size, progress=progress),
                 "st": lambda items=items: st.encode(
-                    items, batch_size=bs, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=progress
+                    items, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                    show_progress_bar=progress,
                 ),
             },
-            sizes.repeats,
+            repeats,
+            clock=clock,
         )
-        cos = _min_cosine(vecs["era"], vecs["st"])
-        cos_min = min(cos_min, cos)
         t_era, t_fp32, t_st = median(times["era"]), median(times["era_fp32"]), median(times["st"])
         out[kind] = {
             "era_s": t_era,
@@ -374,14 +383,99 @@ def bench_encode(sizes: BenchSizes, threads: int, *, progress: bool = False) -> 
             "st_texts_per_s": len(items) / t_st,
             "ratio": _ratio(t_st, t_era),
             "fp32_ratio": _ratio(t_st, t_fp32),
-            "cosine_min": cos,
+            "cosine_min": _min_cosine(vecs["era"], vecs["st"]),
             "fp32_cosine_min": _min_cosine(vecs["era_fp32"], vecs["st"]),
             "tokens_mean": float(np.mean(tokens)),
-            "truncated_share": float(np.mean(np.asarray(tokens) > sizes.enc_max_length)),
+            "truncated_share": float(np.mean(np.asarray(tokens) > max_length)),
             "times_era_s": times["era"],
             "times_era_fp32_s": times["era_fp32"],
             "times_st_s": times["st"],
         }
+    return out
+
+
+def encode_headline(prefix: str, out: dict[str, Any]) -> dict[str, Any]:
+    """Headline fields ``{prefix}_vs_st_ratio`` etc. of an encode section, and its ok/error verdict in ``out``."""
+    cos_min = min([1.0, *(out[kind]["cosine_min"] for kind in ("passages", "queries"))])
+    out["cosine_min"] = cos_min
+    out["headline"] = {
+        f"{prefix}_vs_st_ratio": out["passages"]["ratio"],
+        f"{prefix}_fp32_vs_st_ratio": out["passages"]["fp32_ratio"],
+        f"{prefix}_queries_vs_st_ratio": out["queries"]["ratio"],
+        f"{prefix}_cosine_min": cos_min,
+        f"{prefix}_dtype": out["era_precision"],
+    }
+    limit = TARGETS[f"{prefix}_cosine_min"][0]
+    out["ok"] = cos_min > limit
+    if not out["ok"]:
+        out["error"] = f"era_core and sentence-transformers vectors disagree: min cosine {cos_min:.7f} <= {limit:g}"
+    return out["headline"]
+
+
+def encode_section(
+    key: str,
+    *,
+    prefix: str,
+    n_passages: int,
+    n_queries: int,
+    passage_words: tuple[int, int],
+    batch_size: int,
+    max_length: int,
+    repeats: int,
+    threads: int,
+    progress: bool = False,
+    skip_hint: str | None = None,
+) -> dict[str, Any]:
+    """era_core's encoder for registry model ``key`` (``auto`` precision, and fp32) vs sentence-transformers.
+
+    With ``skip_hint``, weights that are not unpacked give ``{"ok": False, "skipped": ...}`` instead of raising.
+    """
+    from era_core.encoders import load_encoder
+
+    try:
+        # "auto" is what every profile's params use: bf16 matmuls on CPUs with native bf16, else fp32.
+        enc = load_encoder(key, dtype="auto", threads=threads, max_length=max_length, progress=False)
+        fp32 = load_encoder(key, dtype="float32", threads=threads, max_length=max_length, progress=False)
+        enc.load()
+        fp32.load()
+    except ModelUnavailableError as exc:
+        if skip_hint is None:
+            raise
+        return {"ok": False, "model": key, "skipped": f"not available: run `{skip_hint}`", "reason": str(exc)}
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(str(enc.location), device="cpu")
+    st.float()  # the reference is fp32 whatever dtype the folder's config names
+    st_default_prompt = st.default_prompt_name
+    st.default_prompt_name = None  # the texts below carry their prompts already; ST must not add another
+    st_default_len = st.max_seq_length
+    st.max_seq_length = max_length
+    apply_threads(threads)  # model loading may have reset torch's pool
+    words = bench_words()
+    passages = bench_passages(n_passages, words, min_words=passage_words[0], max_words=passage_words[1])
+    # Formatted once by era_core's own prompt functions (no-ops for unprompted models such as MiniLM),
+    # so both sides embed exactly the same strings.
+    texts = {"passages": enc.format_documents(passages), "queries": enc.format_queries(bench_queries(n_queries), None)}
+    out: dict[str, Any] = {
+        "model": key,
+        "folder": str(enc.location),
+        "era_dtype": enc.dtype,
+        "era_precision": enc.cache_fields().get("precision", enc.dtype),
+        "st_dtype": str(next(st.parameters()).dtype).removeprefix("torch."),
+        "batch_size": batch_size,
+        "max_length": max_length,
+        "st_default_max_seq_length": st_default_len,
+        "threads": threads,
+        "repeats": repeats,
+        "n_passages": len(texts["passages"]),
+        "n_queries": len(texts["queries"]),
+        "passage_words_mean": float(np.mean([len(t.split()) for t in passages])),
+    }
+    if enc.spec.query_prefix or enc.spec.document_prefix:
+        out["prompts"] = {"query": enc.spec.query_prefix, "document": enc.spec.document_prefix,
+                          "st_default_prompt_name": st_default_prompt}
+    out.update(compare_encoders(enc, fp32, st, texts, batch_size=batch_size, max_length=max_length,
+                                repeats=repeats, progress=progress))
     # Where era_core's passage time goes: one extra, instrumented pass.
     t0 = time.perf_counter()
     enc.tokenize(texts["passages"])
@@ -389,7 +483,7 @@ def bench_encode(sizes: BenchSizes, threads: int, *, progress: bool = False) -> 
     acc, remove = _forward_timer(enc._model)  # the loaded torch module (private: bench-only instrumentation)
     try:
         t0 = time.perf_counter()
-        enc.encode(texts["passages"], batch_size=bs, progress=False)
+        enc.encode(texts["passages"], batch_size=batch_size, progress=False)
         total = time.perf_counter() - t0
     finally:
         remove()
@@ -400,18 +494,26 @@ def bench_encode(sizes: BenchSizes, threads: int, *, progress: bool = False) -> 
         "other_s": max(0.0, total - tok_s - acc[0]),  # padding, pooling, normalisation, copies
         "forward_share": acc[0] / total if total > 0 else None,
     }
-    out["cosine_min"] = cos_min
-    out["headline"] = {
-        "encode_vs_st_ratio": out["passages"]["ratio"],
-        "encode_fp32_vs_st_ratio": out["passages"]["fp32_ratio"],
-        "encode_queries_vs_st_ratio": out["queries"]["ratio"],
-        "encode_cosine_min": cos_min,
-        "encode_dtype": out["era_precision"],
-    }
-    out["ok"] = cos_min > TARGETS["encode_cosine_min"][0]
-    if not out["ok"]:
-        out["error"] = f"era_core and sentence-transformers vectors disagree: min cosine {cos_min:.7f} <= 0.9999"
+    encode_headline(prefix, out)
     return out
+
+
+def bench_encode(sizes: BenchSizes, threads: int, *, progress: bool = False) -> dict[str, Any]:
+    """era_core's encoder (default ``auto`` precision, and fp32) vs sentence-transformers, same folder and texts."""
+    return encode_section(
+        "minilm-l6", prefix="encode", n_passages=sizes.enc_passages, n_queries=sizes.enc_queries,
+        passage_words=sizes.passage_words, batch_size=sizes.enc_batch_size, max_length=sizes.enc_max_length,
+        repeats=sizes.repeats, threads=threads, progress=progress,
+    )
+
+
+def bench_encode_gemma(sizes: BenchSizes, threads: int, *, progress: bool = False) -> dict[str, Any]:
+    """EmbeddingGemma-300M, prompts applied by era_core, vs sentence-transformers; a reported skip without weights."""
+    return encode_section(
+        GEMMA_KEY, prefix="encode_gemma", n_passages=sizes.gemma_passages, n_queries=sizes.gemma_queries,
+        passage_words=sizes.passage_words, batch_size=sizes.enc_batch_size, max_length=sizes.gemma_max_length,
+        repeats=sizes.gemma_repeats, threads=threads, progress=progress, skip_hint=GEMMA_FETCH,
+    )
 
 
 # ----------------------------------------------------------------------------- 2. search
@@ -934,6 +1036,7 @@ def plot_scaling(scaling: dict[str, Any], path: Path) -> Path:
 
 RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
     "encode": bench_encode,
+    "encode_gemma": bench_encode_gemma,
     "search": bench_search,
     "metrics": bench_metrics,
     "training": bench_training,
@@ -960,6 +1063,28 @@ def _isa_note(env: dict[str, Any]) -> str:
     return "[" + ", ".join(f"{flag}: {'yes' if on is True else 'no' if on is False else on}" for flag, on in isa.items()) + "] " if isa else ""
 
 
+def target_met(field: str, value: Any) -> bool | None:
+    """Whether ``value`` meets ``field``'s target in TARGETS; None when it has no target or no number."""
+    target = TARGETS.get(field)
+    if target is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return value >= target[0] if target[1] == ">=" else value > target[0]
+
+
+def _encode_paragraph(title: str, e: dict[str, Any], note: str = "") -> str:
+    prof = e["passage_profile"]
+    return (
+        f"**{title}** ({e['model']}, batch {e['batch_size']}, max_length {e['max_length']}, era_core precision "
+        f"`{e['era_precision']}`{note}): passages {_fmt(e['passages']['era_texts_per_s'])} texts/s "
+        f"(fp32: {_fmt(e['passages']['era_fp32_texts_per_s'])}) vs {_fmt(e['passages']['st_texts_per_s'])} "
+        f"(sentence-transformers, fp32), queries {_fmt(e['queries']['era_texts_per_s'])} "
+        f"(fp32: {_fmt(e['queries']['era_fp32_texts_per_s'])}) vs {_fmt(e['queries']['st_texts_per_s'])}. "
+        f"Min cosine with sentence-transformers: {_fmt_cos(e['cosine_min'])} (fp32 path: "
+        f"{_fmt_cos(min(e['passages']['fp32_cosine_min'], e['queries']['fp32_cosine_min']))}). Passage time: forward {_fmt(prof['forward_share'])} of "
+        f"{_fmt(prof['total_s'])} s, tokenisation {_fmt(prof['tokenize_s'])} s, rest {_fmt(prof['other_s'])} s."
+    )
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """The short human-readable report next to bench.json."""
     env = report["environment"]
@@ -980,26 +1105,25 @@ def render_markdown(report: dict[str, Any]) -> str:
             continue
         value = report.get(field)
         target = TARGETS.get(field)
-        met = ""
-        if target is not None and isinstance(value, (int, float)):
-            met = "yes" if (value >= target[0] if target[1] == ">=" else value > target[0]) else "**no**"
+        ok = target_met(field, value)
+        met = "" if ok is None else "yes" if ok else "**no**"
         shown = _fmt_cos(value) if "cosine" in field and isinstance(value, float) else _fmt(value)
+        if value is None and field.startswith("encode_gemma"):
+            shown = "not measured"
         lines.append(f"| `{field}` | {shown} | {'' if target is None else target[1] + ' ' + str(target[0])} | {met} |")
     sec = report["sections"]
     if "encode" in sec:
-        e = sec["encode"]
-        prof = e["passage_profile"]
-        lines += [
-            "",
-            f"**Encoding** (minilm-l6, batch {e['batch_size']}, max_length {e['max_length']}, era_core precision "
-            f"`{e['era_precision']}`): passages {_fmt(e['passages']['era_texts_per_s'])} texts/s "
-            f"(fp32: {_fmt(e['passages']['era_fp32_texts_per_s'])}) vs {_fmt(e['passages']['st_texts_per_s'])} "
-            f"(sentence-transformers, fp32), queries {_fmt(e['queries']['era_texts_per_s'])} "
-            f"(fp32: {_fmt(e['queries']['era_fp32_texts_per_s'])}) vs {_fmt(e['queries']['st_texts_per_s'])}. "
-            f"Min cosine with sentence-transformers: {_fmt_cos(e['cosine_min'])} (fp32 path: "
-            f"{_fmt_cos(min(e['passages']['fp32_cosine_min'], e['queries']['fp32_cosine_min']))}). Passage time: forward {_fmt(prof['forward_share'])} of "
-            f"{_fmt(prof['total_s'])} s, tokenisation {_fmt(prof['tokenize_s'])} s, rest {_fmt(prof['other_s'])} s.",
-        ]
+        lines += ["", _encode_paragraph("Encoding", sec["encode"])]
+    g = sec.get("encode_gemma")
+    if g is None:
+        lines += ["", f"**Encoding, EmbeddingGemma-300M**: not measured (section `encode_gemma` not run; "
+                      f"`python -m era_core.perf --only encode_gemma`)."]
+    elif g.get("skipped"):
+        lines += ["", f"**Encoding, EmbeddingGemma-300M**: skipped, {g['skipped']}."]
+    else:
+        note = (f", {g['n_passages']} passages and {g['n_queries']} queries with the model's prompts, medians of "
+                f"{g['repeats']} runs")
+        lines += ["", _encode_paragraph("Encoding, EmbeddingGemma-300M", g, note)]
     if "search" in sec:
         s = sec["search"]
         rows = "; ".join(

