@@ -108,7 +108,6 @@ endef
 # runs notebooks, so `make help` or `make clean` never creates the environment.
 DEPS_MK := $(EXE)/.notebook-deps.mk
 CORE_DATA := pyproject.toml $(shell find era_core -name '*.json' | LC_ALL=C sort)
-NB_DEPS = notebooks/$(1).ipynb params/$(PROFILE)/$(1).yaml $(CORE_DATA)
 $(DEPS_MK): $(CORE) $(foreach nb,$(NOTEBOOKS),notebooks/$(nb).ipynb) | $(STAMP)
 	@mkdir -p $(EXE)
 	@$(PY) -m era_core.deps --makefile $@ --exe $(EXE)
@@ -116,25 +115,22 @@ ifneq ($(filter paper release-adapter $(EXE)/%,$(or $(MAKECMDGOALS),help)),)
 -include $(DEPS_MK)
 endif
 
-$(EXE)/01_zero_shot.ipynb: $(call NB_DEPS,01_zero_shot) | $(STAMP) $(MODEL_DEPS)
-	$(call run_notebook,01_zero_shot)
-$(EXE)/02_alignment.ipynb: $(call NB_DEPS,02_alignment) $(EXE)/01_zero_shot.ipynb | $(STAMP) $(MODEL_DEPS)
-	$(call run_notebook,02_alignment)
-$(EXE)/03_training.ipynb: $(call NB_DEPS,03_training) $(EXE)/01_zero_shot.ipynb | $(STAMP) $(MODEL_DEPS) $(EXE)/02_alignment.ipynb
-	$(call run_notebook,03_training)
+# One rule runs every notebook: the executed notebook is the target; its prerequisites are the notebook,
+# its params file, the registry data and (from $(DEPS_MK)) the era_core files it imports.
+$(EXE)/%.ipynb: notebooks/%.ipynb params/$(PROFILE)/%.yaml $(CORE_DATA) | $(STAMP) $(MODEL_DEPS)
+	$(call run_notebook,$*)
+
+# Upstream notebooks whose results a notebook reads. Order-only (after |): run first, never make it stale;
+# 03 and 05 wait for 02 only so that 02 encodes alone on every core.
+$(EXE)/02_alignment.ipynb: $(EXE)/01_zero_shot.ipynb
+$(EXE)/03_training.ipynb: $(EXE)/01_zero_shot.ipynb | $(EXE)/02_alignment.ipynb
 # 04 ends with the LODO table, which compares with 03's in-domain runs.
-$(EXE)/04_lodo.ipynb: $(call NB_DEPS,04_lodo) $(EXE)/01_zero_shot.ipynb $(EXE)/03_training.ipynb | $(STAMP) $(MODEL_DEPS)
-	$(call run_notebook,04_lodo)
-$(EXE)/05_domain_specific.ipynb: $(call NB_DEPS,05_domain_specific) $(EXE)/01_zero_shot.ipynb | $(STAMP) $(MODEL_DEPS) $(EXE)/02_alignment.ipynb
-	$(call run_notebook,05_domain_specific)
-$(EXE)/07_encoder_pairs.ipynb: $(call NB_DEPS,07_encoder_pairs) $(EXE)/01_zero_shot.ipynb $(EXE)/03_training.ipynb | $(STAMP) $(MODEL_DEPS)
-	$(call run_notebook,07_encoder_pairs)
-$(EXE)/00_quickstart.ipynb: $(call NB_DEPS,00_quickstart) $(EXE)/03_training.ipynb | $(STAMP) $(MODEL_DEPS)
-	$(call run_notebook,00_quickstart)
+$(EXE)/04_lodo.ipynb: $(EXE)/01_zero_shot.ipynb $(EXE)/03_training.ipynb
+$(EXE)/05_domain_specific.ipynb: $(EXE)/01_zero_shot.ipynb | $(EXE)/02_alignment.ipynb
+$(EXE)/07_encoder_pairs.ipynb: $(EXE)/01_zero_shot.ipynb $(EXE)/03_training.ipynb
+$(EXE)/00_quickstart.ipynb: $(EXE)/03_training.ipynb
 # The figures notebook reads results/ only: it never encodes or trains.
-$(EXE)/06_figures.ipynb: $(call NB_DEPS,06_figures) $(EXE)/01_zero_shot.ipynb $(EXE)/02_alignment.ipynb \
-		$(EXE)/03_training.ipynb $(EXE)/04_lodo.ipynb $(EXE)/05_domain_specific.ipynb $(EXE)/07_encoder_pairs.ipynb | $(STAMP)
-	$(call run_notebook,06_figures)
+$(EXE)/06_figures.ipynb: $(foreach nb,01_zero_shot 02_alignment 03_training 04_lodo 05_domain_specific 07_encoder_pairs,$(EXE)/$(nb).ipynb)
 
 ifeq ($(DRY_RUN),1)
 paper: $(STAMP)
