@@ -429,6 +429,25 @@ def render_bench(ctx: Context) -> str:
                  f"({num(p.get('era_fp32_texts_per_s'))} passages/s)", "—", "—"))
     rows.append(("encoding, short queries", "same", f"{num(b.get('encode_queries_vs_st_ratio'))}× "
                  f"({num(q.get('era_texts_per_s'))} vs {num(q.get('st_texts_per_s'))} queries/s)", "—", "—"))
+    gem = sec.get("encode_gemma", {})
+    if gem.get("skipped"):
+        rows.append(("encoding, embeddinggemma-300m", "`SentenceTransformer.encode` (fp32)", f"skipped: {gem['skipped']}",
+                     "≥ 1.2×, cosine > 0.9999", "—"))
+    elif gem:
+        gp, gq = gem.get("passages", {}), gem.get("queries", {})
+        t, m = met("encode_gemma_vs_st_ratio")
+        tc, mc = met("encode_gemma_cosine_min")
+        rows.append((f"encoding, embeddinggemma-300m passages (with its prompts), batch {gem.get('batch_size', '?')}, "
+                     f"max_length {gem.get('max_length', '?')}, `{b.get('encode_gemma_dtype') or '?'}`",
+                     "`SentenceTransformer.encode` (fp32), same prompted texts",
+                     f"{num(b.get('encode_gemma_vs_st_ratio'))}× ({num(gp.get('era_texts_per_s'))} vs "
+                     f"{num(gp.get('st_texts_per_s'))} passages/s); min cosine "
+                     f"{num(b.get('encode_gemma_cosine_min'), '{:.5f}')}", f"{t}, cosine {tc}",
+                     "yes" if (m, mc) == ("yes", "yes") else ("—" if "—" in (m, mc) else "**no**")))
+        rows.append(("same, fp32; short queries (bf16)", "same",
+                     f"{num(b.get('encode_gemma_fp32_vs_st_ratio'))}× fp32; queries "
+                     f"{num(b.get('encode_gemma_queries_vs_st_ratio'))}× ({num(gq.get('era_texts_per_s'))} vs "
+                     f"{num(gq.get('st_texts_per_s'))} queries/s)", "—", "—"))
     srch = sec.get("search", {})
     sizes = list(srch.get("sizes", {}).values())
     docs = " / ".join(_human(float(s["docs"])) for s in sizes) or "?"
