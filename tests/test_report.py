@@ -13,6 +13,7 @@ import pytest
 
 from era_core import report
 from era_core.errors import EraError
+from era_core.report import style
 
 TASKS = {"Acad1": "academic", "Acad2": "academic", "Med1": "medical"}
 TASK_OFFSET = {"Acad1": 0.00, "Acad2": 0.02, "Med1": -0.05}
@@ -478,17 +479,18 @@ def test_query_costs_are_measured_and_rounded_to_two_significant_figures(built, 
 def _capture(monkeypatch) -> list:
     """Keep the figures report draws open (instead of closing them after saving) and return them."""
     figs = []
-    real_save = report._save
+    real_save = style._save
 
     def save(fig, path, png=None):
         figs.append(fig)
-        monkeypatch.setattr(report.plt, "close", lambda *_: None)
+        monkeypatch.setattr(style.plt, "close", lambda *_: None)
         try:
             return real_save(fig, path, png)
         finally:
             monkeypatch.undo()
 
-    monkeypatch.setattr(report, "_save", save)
+    # Every figure is saved through report.style._draw, which looks _save up in report.style.
+    monkeypatch.setattr(style, "_save", save)
     return figs
 
 

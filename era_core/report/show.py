@@ -1,0 +1,73 @@
+"""Showing saved figures inline in Jupyter, from the in-memory previews drawn when they were saved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+from ..errors import EraError
+from .style import _PREVIEWS
+
+
+def preview(path: Path | str) -> bytes:
+    """PNG bytes of the preview of a figure saved in this process (``path`` = its PDF)."""
+    key = str(Path(path).resolve())
+    if key not in _PREVIEWS:
+        raise EraError(f"no preview of {path}: it was not drawn in this Python process; call the report function "
+                       f"that writes it (e.g. report.make_all or report.figure_<name>) first, then show it")
+    return _PREVIEWS[key]
+
+
+def show(*figures: Path | str | Iterable[Path | str]) -> None:
+    """Display figures inline in Jupyter (PNG previews of their PDFs); non-PDF paths (tables) are ignored."""
+    from IPython.display import Image, display
+
+    flat: list[Path] = []
+    for item in figures:
+        flat.extend([Path(item)] if isinstance(item, (str, Path)) else [Path(p) for p in item])
+    for pdf in flat:
+        if pdf.suffix == ".pdf":
+            display(Image(data=preview(pdf), format="png"))
+
+
+#: Heading and generic caption of each figure (by file stem), for notebooks that show them all.
+CAPTIONS = {
+    "ndcg_vs_ratio": ("nDCG@10 against the train ratio",
+                      "Overall nDCG@10 on the test split (macro over tasks) of each label-trained method against the "
+                      "fraction of labelled queries it was trained on; lines are means, bands ±1 sd over seeds. "
+                      "Dashed lines: the zero-shot references; dotted: alignment only, which uses no labels."),
+    "domain_bars": ("nDCG@10 per domain",
+                    "Every method at one train ratio, per domain and overall; bars are means, error bars ±1 sd "
+                    "over seeds."),
+    "instructions": ("Query instructions on and off",
+                     "Overall nDCG@10 of every method with and without query instructions, at one train ratio; "
+                     "error bars ±1 sd over seeds."),
+    "lodo": ("Leave one domain out",
+             "For each held-out domain: the adapter trained without it (LODO), the in-domain adapter and the "
+             "zero-shot references; bars are means, error bars ±1 sd over seeds."),
+    "domain_transfer": ("Transfer across domains",
+                        "Rows: the domain an adapter was trained on; columns: the domain it was scored on; each "
+                        "cell is nDCG@10, mean over seeds."),
+    "alignment_curves": ("Phase 1 alignment",
+                         "Alignment loss per epoch on the training texts and on held-out texts, with the hold-out "
+                         "cosine of the trained adapter and of the closed-form ridge solution."),
+    "cost_quality": ("Cost against quality",
+                     "Measured query cost (ms per query, rounded to 2 significant figures) against overall nDCG@10 "
+                     "of every method; error bars ±1 sd over seeds."),
+    "encoder_pairs_gap": ("Encoder pairs: gap closed",
+                          "Per encoder pair and train ratio, the share of the gap between zero-shot small and "
+                          "zero-shot large that each trained method closes (0 = zero-shot small, 1 = zero-shot "
+                          "large); lines are means, bands ±1 sd over seeds."),
+}
+
+
+def show_all(written: dict[str, list[Path]]) -> None:
+    """Display every figure of a :func:`make_all` result inline, each under its heading and caption."""
+    from IPython.display import Markdown, display
+
+    for files in written.values():
+        for pdf in files:
+            if pdf.suffix == ".pdf":
+                title, text = CAPTIONS.get(pdf.stem, (pdf.stem.replace("_", " "), ""))
+                display(Markdown(f"### {title}\n\n{text}".rstrip()))
+                show(pdf)
