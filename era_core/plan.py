@@ -108,8 +108,8 @@ def load_profile(profile: str) -> dict[str, dict[str, Any]]:
 
 def model_dim(key: str) -> int:
     """Embedding dimension of a registry or API model key (no loading)."""
-    from era_core.api_encoder import API_MODELS
     from era_core.encoders import REGISTRY
+    from era_core.encoders.api import API_MODELS
 
     if key in API_MODELS:
         return API_MODELS[key].dim
@@ -118,8 +118,8 @@ def model_dim(key: str) -> int:
 
 def model_params(key: str) -> int:
     """Parameter count of a registry model (0 for API models)."""
-    from era_core.api_encoder import API_MODELS
     from era_core.encoders import REGISTRY
+    from era_core.encoders.api import API_MODELS
 
     return 0 if key in API_MODELS else int(REGISTRY[key].params)
 
@@ -155,7 +155,7 @@ def count_texts(benchmark: str, tasks: list[str], samples_per_task: int) -> Coun
 
 
 def _hours(model: str, queries: int, docs: int, device: str, gpu: GpuAssumption) -> tuple[float | None, str]:
-    from era_core.api_encoder import API_MODELS
+    from era_core.encoders.api import API_MODELS
 
     if model in API_MODELS:
         return None, "api (billed per token, not estimated)"

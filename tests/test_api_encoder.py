@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from era_core.api_encoder import API_MODELS, ApiEncoder, load_api_encoder
 from era_core.cache import embed_texts
 from era_core.encoders import load_encoder
+from era_core.encoders.api import API_MODELS, ApiEncoder, load_api_encoder
 from era_core.errors import ModelUnavailableError, ParamsError
 
 

@@ -12,15 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from era_core import encoders, paths
-from era_core.encoders import (
-    INSTRUCT_TEMPLATE,
-    REGISTRY,
-    format_queries,
-    load_encoder,
-    pool,
-    read_st_pooling,
-)
+from era_core import paths
+from era_core.encoders import INSTRUCT_TEMPLATE, REGISTRY, format_queries, load_encoder, precision, weights
+from era_core.encoders.fingerprints import file_sha256
+from era_core.encoders.pooling import pool
+from era_core.encoders.spec import BACKENDS, POOLINGS
+from era_core.encoders.st_modules import read_st_pooling
 from era_core.errors import ModelUnavailableError, ParamsError
 
 SENTENCES = [
@@ -59,7 +56,7 @@ def test_registry_has_required_models():
     assert REGISTRY["bge-m3"].pooling == "cls" and REGISTRY["bge-m3"].dim == 1024
     for spec in REGISTRY.values():
         assert spec.query_template == "Instruct: {instruction}\nQuery: {query}"
-        assert spec.backend in encoders.BACKENDS and spec.pooling in encoders.POOLINGS
+        assert spec.backend in BACKENDS and spec.pooling in POOLINGS
 
 
 def test_unknown_key_names_key_and_registry():
@@ -255,13 +252,13 @@ BF16_TEXTS = SENTENCES + [
 
 
 def test_auto_dtype_follows_the_cpu(monkeypatch):
-    monkeypatch.setattr(encoders, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     enc = load_encoder("minilm-l6", dtype="auto")
     assert enc.dtype == "bfloat16" and enc.autocast
-    assert enc.cache_fields()["precision"] == encoders.CPU_AUTOCAST
+    assert enc.cache_fields()["precision"] == precision.CPU_AUTOCAST
     # ONNX models have no bf16 path; auto keeps them fp32.
     assert load_encoder("minilm-l3-onnx", dtype="auto").dtype == "float32"
-    monkeypatch.setattr(encoders, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
     fp32 = load_encoder("minilm-l6", dtype="auto")
     assert fp32.dtype == "float32" and not fp32.autocast
     # fp32 keys carry no precision field: caches built before bf16 existed stay valid.
@@ -269,7 +266,7 @@ def test_auto_dtype_follows_the_cpu(monkeypatch):
     assert fp32.cache_fields() == load_encoder("minilm-l6").cache_fields()
     # Asking for bf16 anyway works, but says it is emulated here.
     with pytest.warns(UserWarning, match="emulated"):
-        assert load_encoder("minilm-l6", dtype="bfloat16").precision == encoders.CPU_AUTOCAST
+        assert load_encoder("minilm-l6", dtype="bfloat16").precision == precision.CPU_AUTOCAST
 
 
 def test_cpu_bf16_close_to_fp32_and_deterministic(minilm):
@@ -290,12 +287,12 @@ def test_cpu_bf16_close_to_fp32_and_deterministic(minilm):
 def test_onnx_mean_pooling_matches_models_own_sentence_output(onnx_minilm):
     # The exported graph also carries a pooled sentence output; our masked mean must equal it.
     onnx_minilm.encode(["warm up"], progress=False)
-    session = onnx_minilm._model
+    session = onnx_minilm.model
     pooled_outputs = [o.name for o in session.get_outputs() if o.type == "tensor(float)" and len(o.shape) == 2]
     assert pooled_outputs
-    feats = onnx_minilm._encode_features(SENTENCES[:3])
-    arrays = onnx_minilm._pad_onnx(feats)
-    feed = {name: arrays[name] for name in onnx_minilm._onnx_inputs}
+    feats = onnx_minilm.backend.features(SENTENCES[:3], onnx_minilm.max_length)
+    arrays = onnx_minilm.backend.pad(feats)
+    feed = {name: arrays[name] for name in onnx_minilm.backend.input_names}
     own = session.run([pooled_outputs[0]], feed)[0]
     own /= np.linalg.norm(own, axis=1, keepdims=True)
     ours = onnx_minilm.encode(SENTENCES[:3], progress=False)
@@ -309,7 +306,7 @@ def test_mpnet_unpacked_once_and_768_dims():
     enc = load_encoder("mpnet-base", threads=2, progress=False)
     assert enc.location == paths.MODEL_CACHE / "all-mpnet-base-v2"
     assert (enc.location / ".era-unpacked.json").is_file()
-    assert encoders.file_sha256(enc.location / "model.safetensors") == encoders.MPNET_WEIGHTS_SHA256
+    assert file_sha256(enc.location / "model.safetensors") == weights.MPNET_WEIGHTS_SHA256
     assert load_encoder("mpnet-base", progress=False).location == enc.location  # no second unpack
     vecs = enc.encode(SENTENCES[:3], progress=False)
     assert vecs.shape == (3, 768)  # the "different dimension" model next to the 384-d MiniLMs
@@ -320,7 +317,7 @@ def test_mpnet_unpacked_once_and_768_dims():
 
 def test_mpnet_checksum_mismatch_is_clear_and_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "MODEL_CACHE", tmp_path / "models")
-    monkeypatch.setattr(encoders, "MPNET_ZIP_SHA256", "0" * 64)
+    monkeypatch.setattr(weights, "MPNET_ZIP_SHA256", "0" * 64)
     with pytest.raises(ModelUnavailableError, match="SHA-256") as info:
         load_encoder("mpnet-base", progress=False)
     assert "--force-reinstall" in str(info.value)
@@ -402,3 +399,31 @@ def test_new_models_are_registered():
 def test_format_queries_puts_the_prefix_in_front():
     assert format_queries(["q"], None, prefix="P: ") == ["P: q"]
     assert format_queries(["q"], ["do"], prefix="P: ") == ["P: " + INSTRUCT_TEMPLATE.format(instruction="do", query="q")]
+
+
+# ----------------------------------------------------------------------------- subpackage layout
+
+BACKEND_MODULES = ("hf", "onnx", "static", "api")
+
+
+def _reached(graph: dict[str, set[str]], start: str) -> set[str]:
+    # Module by module inside the subpackage: deps.closure counts a subpackage as a whole, which
+    # would hide these arrows, and the root package's lazy helpers reach everything.
+    seen, todo = set(), [start]
+    while todo:
+        for n in graph.get(todo.pop(), set()) - seen:
+            if n.startswith("era_core.encoders."):
+                seen.add(n)
+                todo.append(n)
+    return seen
+
+
+def test_backends_do_not_import_each_other_and_spec_imports_only_errors():
+    from era_core import deps
+
+    graph = deps.module_graph()  # every import, also those inside functions
+    names = {b: f"era_core.encoders.{b}" for b in BACKEND_MODULES}
+    for b, name in names.items():
+        others = set(names.values()) - {name}
+        assert not _reached(graph, name) & others, f"backend {b} imports another backend"
+    assert graph["era_core.encoders.spec"] == {"era_core.errors"}

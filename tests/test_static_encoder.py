@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from era_core.encoders import REGISTRY, Encoder, load_encoder
+from era_core.encoders.static import StaticModel
 from era_core.errors import ParamsError
-from era_core.static_encoder import StaticModel
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "cat", "sat", "on", "mat", "bank", "rate", "##s", "rose",
          "music", "guitar", ",", ".", "a"]

