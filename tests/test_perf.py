@@ -1,4 +1,4 @@
-"""`make bench` (era_core.perf): quick mode writes every field, and era_core agrees with each reference.
+"""`make bench` (era_core.bench): quick mode writes every field, and era_core agrees with each reference.
 
 Correctness only: no timing is asserted (the numbers of a quick run on a busy CI box mean nothing).
 """
@@ -13,16 +13,18 @@ import sys
 import numpy as np
 import pytest
 
-from era_core import paths, perf
+from era_core import paths
+from era_core.bench import encode, markdown, runner, scaling, search, sizes, targets, texts, training
+from era_core.bench import metrics as bench_metrics
 from era_core.errors import ParamsError
 from era_core.io import read_json
 from era_core.retrieval import topk_search
 
 
-def _run_perf(*args: str) -> subprocess.CompletedProcess:
+def _run_bench(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "MPLBACKEND": "Agg"}
     return subprocess.run(
-        [sys.executable, "-m", "era_core.perf", *args], cwd=paths.ROOT, env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "era_core.bench", *args], cwd=paths.ROOT, env=env, capture_output=True, text=True,
         timeout=600,
     )
 
@@ -30,14 +32,14 @@ def _run_perf(*args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    proc = _run_perf("--quick", "--out", str(out / "results"), "--figures", str(out / "figures"), "--no-progress")
-    assert proc.returncode == 0, f"perf --quick failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    proc = _run_bench("--quick", "--out", str(out / "results"), "--figures", str(out / "figures"), "--no-progress")
+    assert proc.returncode == 0, f"bench --quick failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return out, read_json(out / "results" / "bench.json")
 
 
 def test_quick_writes_every_required_field(quick):
     out, report = quick
-    for field in perf.REQUIRED_FIELDS:
+    for field in targets.REQUIRED_FIELDS:
         assert field in report, field
     assert report["quick"] is True and report["sections_missing"] == []
     for field in ("encode_vs_st_ratio", "encode_fp32_vs_st_ratio", "encode_queries_vs_st_ratio", "search_vs_numpy_ratio", "search_vs_faiss_ratio",
@@ -73,14 +75,14 @@ def test_encoder_vectors_agree_with_sentence_transformers(quick):
 def test_search_ids_equal_numpy_and_faiss(quick):
     _, report = quick
     search = report["sections"]["search"]
-    assert set(search["sizes"]) == {str(n) for n in perf.QUICK.search_docs}
+    assert set(search["sizes"]) == {str(n) for n in sizes.QUICK.search_docs}
     for size in search["sizes"].values():
         assert size["ids_vs_numpy"]["not_ties"] == 0
         assert size["ids_vs_faiss"]["not_ties"] == 0
     assert report["search_vs_faiss_ratio"] == min(v["vs_faiss_ratio"] for v in search["sizes"].values())
     mem = search["memory"]
-    assert mem["docs"] == perf.QUICK.memory_docs
-    assert mem["corpus_mb"] == pytest.approx(perf.QUICK.memory_docs * 384 * 4 / 2**20)
+    assert mem["docs"] == sizes.QUICK.memory_docs
+    assert mem["corpus_mb"] == pytest.approx(sizes.QUICK.memory_docs * 384 * 4 / 2**20)
     # The peak holds at least the corpus itself.
     assert report["search_peak_rss_mb_1m"] >= mem["corpus_mb"]
 
@@ -90,7 +92,7 @@ def test_metric_values_equal_pytrec_eval(quick):
     m = report["sections"]["metrics"]
     assert m["same_queries"] is True
     assert m["max_abs_diff"] <= 1e-9
-    assert m["queries"] == perf.QUICK.metrics_queries
+    assert m["queries"] == sizes.QUICK.metrics_queries
 
 
 def test_training_and_cache_sections(quick):
@@ -100,7 +102,7 @@ def test_training_and_cache_sections(quick):
     assert 0 <= t["epoch_to_99pct"] <= t["epochs"]
     # Quick mode trains on the planted pairs; the ridge's hold-out cosine is recomputed here in NumPy.
     assert t["data"].startswith("planted")
-    x_tr, y_tr, x_ev, y_ev = (a.astype(np.float64) for a in perf.planted_pairs(perf.QUICK.train_pairs))
+    x_tr, y_tr, x_ev, y_ev = (a.astype(np.float64) for a in training.planted_pairs(sizes.QUICK.train_pairs))
     x1 = np.hstack([x_tr, np.ones((len(x_tr), 1))])
     reg = np.full(x1.shape[1], 1e-2)  # AlignmentConfig's ridge_lambda; the bias is not penalised
     reg[-1] = 0.0
@@ -120,20 +122,20 @@ def test_training_and_cache_sections(quick):
 def test_scaling_points_slopes_and_figure(quick):
     out, report = quick
     sc = report["scaling"]
-    assert [p["n"] for p in sc["encode"]["points"]] == list(perf.QUICK.scaling_encode)
-    assert [p["n"] for p in sc["search"]["points"]] == list(perf.QUICK.scaling_search)
+    assert [p["n"] for p in sc["encode"]["points"]] == list(sizes.QUICK.scaling_encode)
+    assert [p["n"] for p in sc["search"]["points"]] == list(sizes.QUICK.scaling_search)
     assert math.isfinite(sc["encode"]["slope"]) and math.isfinite(sc["search"]["slope"])
     pdf = out / "figures" / "bench_scaling.pdf"
     assert pdf.read_bytes().startswith(b"%PDF")
 
 
 def test_figure_is_byte_stable(tmp_path):
-    scaling = {
+    curves = {
         "encode": {"model": "m", "unit": "passages", "points": [{"n": 10, "s": 1.0}, {"n": 100, "s": 9.0}], "slope": 0.95},
         "search": {"unit": "documents", "points": [{"n": 10, "s": 0.1}, {"n": 100, "s": 1.2}], "slope": 1.08},
     }
-    a = perf.plot_scaling(scaling, tmp_path / "a.pdf").read_bytes()
-    b = perf.plot_scaling(scaling, tmp_path / "b.pdf").read_bytes()
+    a = scaling.plot_scaling(curves, tmp_path / "a.pdf").read_bytes()
+    b = scaling.plot_scaling(curves, tmp_path / "b.pdf").read_bytes()
     assert a == b
 
 
@@ -142,7 +144,7 @@ def test_only_reruns_one_section_and_keeps_the_others(quick, tmp_path):
     target = tmp_path / "results"
     target.mkdir()
     (target / "bench.json").write_bytes((out / "results" / "bench.json").read_bytes())
-    proc = _run_perf("--quick", "--only", "metrics", "--out", str(target), "--figures", str(tmp_path), "--no-progress")
+    proc = _run_bench("--quick", "--only", "metrics", "--out", str(target), "--figures", str(tmp_path), "--no-progress")
     assert proc.returncode == 0, proc.stderr[-3000:]
     again = read_json(target / "bench.json")
     assert again["sections"]["encode"] == report["sections"]["encode"]
@@ -152,13 +154,13 @@ def test_only_reruns_one_section_and_keeps_the_others(quick, tmp_path):
 
 def test_bad_only_names_the_allowed_sections():
     with pytest.raises(ParamsError) as info:
-        perf.parse_only("encode,gpu")
-    assert "gpu" in str(info.value) and all(s in str(info.value) for s in perf.SECTIONS)
-    assert perf.parse_only("scaling,encode") == ["encode", "scaling"]
+        runner.parse_only("encode,gpu")
+    assert "gpu" in str(info.value) and all(s in str(info.value) for s in targets.SECTIONS)
+    assert runner.parse_only("scaling,encode") == ["encode", "scaling"]
 
 
 def test_help_lists_the_options():
-    proc = _run_perf("--help")
+    proc = _run_bench("--help")
     assert proc.returncode == 0
     for opt in ("--quick", "--out", "--only", "--threads"):
         assert opt in proc.stdout
@@ -166,19 +168,19 @@ def test_help_lists_the_options():
 
 def test_numpy_reference_and_tie_check():
     rng = np.random.default_rng(5)
-    q, d = perf.unit_rows(7, 16, rng), perf.unit_rows(300, 16, rng)
-    ref = perf.numpy_full_sort(q, d, 10, block=3)
+    q, d = texts.unit_rows(7, 16, rng), texts.unit_rows(300, 16, rng)
+    ref = search.numpy_full_sort(q, d, 10, block=3)
     assert np.array_equal(topk_search(q, d, k=10)[1], ref)
-    assert perf.compare_ids(ref, ref, q, d) == {"positions_differing": 0, "not_ties": 0}
+    assert search.compare_ids(ref, ref, q, d) == {"positions_differing": 0, "not_ties": 0}
     # A duplicated document makes a real tie: swapping the two copies is not an error ...
     dup = np.vstack([d, d[ref[0, 0]][None]])
     swapped = ref.copy()
     swapped[0, 0] = len(d)
-    assert perf.compare_ids(swapped, ref, q, dup) == {"positions_differing": 1, "not_ties": 0}
+    assert search.compare_ids(swapped, ref, q, dup) == {"positions_differing": 1, "not_ties": 0}
     # ... but a different, lower-scoring document is.
     wrong = ref.copy()
     wrong[0, 0] = ref[0, 9]
-    assert perf.compare_ids(wrong, ref, q, d)["not_ties"] == 1
+    assert search.compare_ids(wrong, ref, q, d)["not_ties"] == 1
 
 
 def test_synthetic_run_agrees_with_pytrec_eval_and_has_ties():
@@ -186,23 +188,23 @@ def test_synthetic_run_agrees_with_pytrec_eval_and_has_ties():
 
     from era_core.metrics import evaluate
 
-    qrels, run = perf.synthetic_run(40, 30, seed=3)
+    qrels, run = bench_metrics.synthetic_run(40, 30, seed=3)
     scores = [s for r in run.values() for s in r.values()]
     assert len(set(scores)) < len(scores)  # ties exist, so the doc-id tie-break is exercised
     ours = evaluate(qrels, run, (1, 10))
     ref = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.1,10", "recall.1,10", "recip_rank", "map"}).evaluate(run)
     for q in ours:
-        for m, pm in perf._pytrec_names((1, 10)).items():
+        for m, pm in bench_metrics._pytrec_names((1, 10)).items():
             assert ours[q][m] == pytest.approx(ref[q][pm], abs=1e-12)
 
 
 def test_min_cosine_of_identical_and_perturbed_rows():
     a = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 4.0]])
-    assert perf._min_cosine(a, 5 * a) == pytest.approx(1.0, abs=1e-15)
+    assert encode._min_cosine(a, 5 * a) == pytest.approx(1.0, abs=1e-15)
     b = a.copy()
     b[1] = [2.0, 2.0]  # 45 degrees away from [0, 2]
-    assert perf._min_cosine(a, b) == pytest.approx(1 / math.sqrt(2), abs=1e-15)
-    assert perf._min_cosine(a, -a) == pytest.approx(-1.0, abs=1e-15)
+    assert encode._min_cosine(a, b) == pytest.approx(1 / math.sqrt(2), abs=1e-15)
+    assert encode._min_cosine(a, -a) == pytest.approx(-1.0, abs=1e-15)
 
 
 # ----------------------------------------------------------------------------- the precision `auto` picks
@@ -246,8 +248,9 @@ AUTO_DTYPES = {
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_dtype_per_model_and_device(monkeypatch, native):
     from era_core import encoders
+    from era_core.encoders import precision
 
-    monkeypatch.setattr(encoders, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)  # where auto_dtype looks it up
     assert set(encoders.REGISTRY) <= set(AUTO_DTYPES)  # a new model needs its row here
     for key, spec in encoders.REGISTRY.items():
         cpu_native, cpu_plain, cuda = AUTO_DTYPES[key]
@@ -257,7 +260,7 @@ def test_auto_dtype_per_model_and_device(monkeypatch, native):
 
 def test_loglog_slope_recovers_a_power_law():
     n = [10, 100, 1000]
-    assert perf.loglog_slope(n, [2.0 * x**1.5 for x in n]) == pytest.approx(1.5)
+    assert scaling.loglog_slope(n, [2.0 * x**1.5 for x in n]) == pytest.approx(1.5)
 
 
 # ----------------------------------------------------------------------------- encode sections on fakes (issue 17)
@@ -310,7 +313,7 @@ def test_compare_encoders_ratio_cosine_and_median_times():
     era = FakeSide(clock, [9, 1, 2, 4] * 2, era_vecs)
     fp32 = FakeSide(clock, [9, 3, 3, 3] * 2, era_vecs)
     st = FakeSide(clock, [30, 5, 6, 4] * 2, st_vecs)
-    out = perf.compare_encoders(era, fp32, st, texts, batch_size=7, max_length=256, repeats=3, clock=clock)
+    out = encode.compare_encoders(era, fp32, st, texts, batch_size=7, max_length=256, repeats=3, clock=clock)
     p, q = out["passages"], out["queries"]
     assert (p["era_s"], p["era_fp32_s"], p["st_s"]) == (2, 3, 5)
     assert sorted(p["times_era_s"]) == [1, 2, 4] and sorted(p["times_st_s"]) == [4, 5, 6]
@@ -327,7 +330,7 @@ def test_compare_encoders_ratio_cosine_and_median_times():
     assert all(c[1]["normalize_embeddings"] is True and c[1]["convert_to_numpy"] is True
                and "prompt_name" not in c[1] and "prompt" not in c[1] for c in st.calls)
 
-    headline = perf.encode_headline("encode_gemma", out := {**out, "era_precision": "cpu-autocast-bf16"})
+    headline = encode.encode_headline("encode_gemma", out := {**out, "era_precision": "cpu-autocast-bf16"})
     assert headline == {
         "encode_gemma_vs_st_ratio": p["ratio"],
         "encode_gemma_fp32_vs_st_ratio": p["fp32_ratio"],
@@ -352,7 +355,7 @@ class FakeGemma(FakeSide):
 
     location, dtype = "/fake/embeddinggemma-300m", "bfloat16"
 
-    class _model:
+    class model:
         register_forward_pre_hook = register_forward_hook = staticmethod(lambda fn: FakeHandle())
 
     def format_documents(self, texts):
@@ -404,22 +407,22 @@ def test_gemma_section_feeds_both_sides_the_same_prompted_texts(monkeypatch):
 
     monkeypatch.setattr(encoders, "load_encoder", fake_load)
     monkeypatch.setitem(sys.modules, "sentence_transformers", types.SimpleNamespace(SentenceTransformer=FakeST))
-    monkeypatch.setattr(perf, "apply_threads", lambda threads: None)
-    monkeypatch.setattr(perf, "bench_words", lambda: [f"w{i}" for i in range(50)])
-    monkeypatch.setattr(perf, "bench_queries", lambda n: [f"query {i}" for i in range(n)])
+    monkeypatch.setattr(encode, "apply_threads", lambda threads: None)
+    monkeypatch.setattr(encode, "bench_words", lambda: [f"w{i}" for i in range(50)])
+    monkeypatch.setattr(encode, "bench_queries", lambda n: [f"query {i}" for i in range(n)])
     FakeST.instances.clear()
-    out = perf.bench_encode_gemma(perf.FULL, 2)
+    out = encode.bench_encode_gemma(sizes.FULL, 2)
     assert [(k, kw["dtype"], kw["max_length"]) for k, kw in loaded] == [
-        ("embeddinggemma-300m", "auto", perf.FULL.gemma_max_length),
-        ("embeddinggemma-300m", "float32", perf.FULL.gemma_max_length),
+        ("embeddinggemma-300m", "auto", sizes.FULL.gemma_max_length),
+        ("embeddinggemma-300m", "float32", sizes.FULL.gemma_max_length),
     ]
     (st,) = FakeST.instances
-    assert st.max_seq_length == perf.FULL.gemma_max_length and st.default_prompt_name is None and st.dtype_calls == 1
+    assert st.max_seq_length == sizes.FULL.gemma_max_length and st.default_prompt_name is None and st.dtype_calls == 1
     st_texts = [c[0] for c in st.calls]
-    assert len(st_texts[0]) == perf.FULL.gemma_passages and len(st_texts[-1]) == perf.FULL.gemma_queries
+    assert len(st_texts[0]) == sizes.FULL.gemma_passages and len(st_texts[-1]) == sizes.FULL.gemma_queries
     assert all(t.startswith(GEMMA_DOC) for t in st_texts[0]) and all(t.startswith(GEMMA_QUERY) for t in st_texts[-1])
-    assert len(st_texts) == 2 * (1 + perf.FULL.gemma_repeats)
-    assert out["n_passages"] == perf.FULL.gemma_passages and out["repeats"] == perf.FULL.gemma_repeats
+    assert len(st_texts) == 2 * (1 + sizes.FULL.gemma_repeats)
+    assert out["n_passages"] == sizes.FULL.gemma_passages and out["repeats"] == sizes.FULL.gemma_repeats
     assert out["prompts"] == {"query": GEMMA_QUERY, "document": GEMMA_DOC, "st_default_prompt_name": "query"}
     assert out["st_default_max_seq_length"] == 2048 and out["st_dtype"] == "float32"
     # Identical vectors on both sides (same strings in), so the section passes its cosine check.
@@ -443,25 +446,25 @@ def test_missing_gemma_weights_are_an_explicit_skip_that_other_sections_survive(
     from era_core import encoders
 
     monkeypatch.setattr(encoders, "load_encoder", _missing)
-    monkeypatch.setattr(perf, "apply_threads", lambda threads: None)
-    monkeypatch.setattr(perf, "environment_info", lambda threads: _fake_env())
-    monkeypatch.setitem(perf.RUNNERS, "metrics", lambda sizes, threads, progress=False: {
+    monkeypatch.setattr(runner, "apply_threads", lambda threads: None)
+    monkeypatch.setattr(runner, "environment_info", lambda threads: _fake_env())
+    monkeypatch.setitem(runner.RUNNERS, "metrics", lambda sizes, threads, progress=False: {
         "ok": True, "headline": {"metrics_vs_pytrec_ratio": 1.5}, "queries": 3, "depth": 2, "era_s": 1.0,
         "pytrec_s": 1.5, "max_abs_diff": 0.0})
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
-    rc = perf.main(["--only", "encode_gemma,metrics", "--out", str(tmp_path), "--figures", str(tmp_path), "--no-progress"])
+    rc = runner.main(["--only", "encode_gemma,metrics", "--out", str(tmp_path), "--figures", str(tmp_path), "--no-progress"])
     assert rc == 0
     report = read_json(tmp_path / "bench.json")
     gemma = report["sections"]["encode_gemma"]
     assert gemma["ok"] is False and "error" not in gemma
-    assert gemma["skipped"] == "not available: run `python -m era_core.wheels fetch embeddinggemma-300m`"
+    assert gemma["skipped"] == "not available: run `python -m era_core.encoders.wheels fetch embeddinggemma-300m`"
     assert "is not unpacked" in gemma["reason"]
     assert report["metrics_vs_pytrec_ratio"] == 1.5
     for field in ("encode_gemma_vs_st_ratio", "encode_gemma_cosine_min", "encode_gemma_dtype"):
         assert field in report and report[field] is None
     md = (tmp_path / "bench.md").read_text()
-    assert "**Encoding, EmbeddingGemma-300M**: skipped, not available: run `python -m era_core.wheels fetch embeddinggemma-300m`." in md
+    assert "**Encoding, EmbeddingGemma-300M**: skipped, not available: run `python -m era_core.encoders.wheels fetch embeddinggemma-300m`." in md
     assert "| `encode_gemma_vs_st_ratio` | not measured | >= 1.2 |  |" in md
     assert "| `encode_gemma_cosine_min` | not measured | > 0.9999 |  |" in md
     assert md in capsys.readouterr().out
@@ -473,22 +476,22 @@ def test_minilm_section_does_not_skip_missing_weights(monkeypatch):
 
     monkeypatch.setattr(encoders, "load_encoder", _missing)
     with pytest.raises(ModelUnavailableError):
-        perf.bench_encode(perf.QUICK, 2)
+        encode.bench_encode(sizes.QUICK, 2)
 
 
 def test_report_without_a_gemma_section_says_not_measured():
     report = {"quick": False, "repeats": 3, "environment": _fake_env(), "sections": {}}
-    report.update(dict.fromkeys(perf.REQUIRED_FIELDS))
-    md = perf.render_markdown(report)
+    report.update(dict.fromkeys(targets.REQUIRED_FIELDS))
+    md = markdown.render_markdown(report)
     assert "| `encode_gemma_vs_st_ratio` | not measured |" in md
     assert "**Encoding, EmbeddingGemma-300M**: not measured (section `encode_gemma` not run" in md
     assert "| `encode_vs_st_ratio` | — |" in md  # other fields keep their dash
 
 
 def test_gemma_section_is_selectable_and_in_a_full_run():
-    assert perf.parse_only("encode_gemma") == ["encode_gemma"]
-    assert "encode_gemma" in perf.parse_only(None) and perf.RUNNERS["encode_gemma"] is perf.bench_encode_gemma
-    assert perf.QUICK.gemma_passages < perf.FULL.gemma_passages
+    assert runner.parse_only("encode_gemma") == ["encode_gemma"]
+    assert "encode_gemma" in runner.parse_only(None) and runner.RUNNERS["encode_gemma"] is encode.bench_encode_gemma
+    assert sizes.QUICK.gemma_passages < sizes.FULL.gemma_passages
 
 
 @pytest.mark.parametrize(("field", "below", "at", "above"), [
@@ -498,17 +501,17 @@ def test_gemma_section_is_selectable_and_in_a_full_run():
     ("encode_cosine_min", 0.99989, False, 0.99991),
 ])
 def test_target_check_on_each_side_of_the_threshold(field, below, at, above):
-    limit = perf.TARGETS[field][0]
-    assert perf.target_met(field, below) is False
-    assert perf.target_met(field, limit) is at  # ">=" meets its threshold, ">" does not
-    assert perf.target_met(field, above) is True
-    assert perf.target_met(field, None) is None and perf.target_met("encode_dtype", 2.0) is None
+    limit = targets.TARGETS[field][0]
+    assert targets.target_met(field, below) is False
+    assert targets.target_met(field, limit) is at  # ">=" meets its threshold, ">" does not
+    assert targets.target_met(field, above) is True
+    assert targets.target_met(field, None) is None and targets.target_met("encode_dtype", 2.0) is None
     report = {"quick": False, "repeats": 3, "environment": _fake_env(), "sections": {}}
-    report.update(dict.fromkeys(perf.REQUIRED_FIELDS))
+    report.update(dict.fromkeys(targets.REQUIRED_FIELDS))
     report[field] = below
-    assert f"| `{field}` | " in perf.render_markdown(report)
-    row = next(line for line in perf.render_markdown(report).splitlines() if line.startswith(f"| `{field}`"))
+    assert f"| `{field}` | " in markdown.render_markdown(report)
+    row = next(line for line in markdown.render_markdown(report).splitlines() if line.startswith(f"| `{field}`"))
     assert row.endswith("| **no** |")
     report[field] = above
-    row = next(line for line in perf.render_markdown(report).splitlines() if line.startswith(f"| `{field}`"))
+    row = next(line for line in markdown.render_markdown(report).splitlines() if line.startswith(f"| `{field}`"))
     assert row.endswith("| yes |")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from era_core import readme, report
+from era_core.readme import prose
 from era_core.io import read_json, write_json
 from test_report import write_results
 
@@ -205,13 +206,13 @@ def test_malformed_markers_give_a_clear_error(folder, tmp_path, text, message):
 
 def test_comparison_wording_follows_the_numbers():
     label = "zero-shot large (0.470)"
-    mixed = readme._versus({0.1: 0.44, 0.2: 0.47, 0.4: 0.5}, 0.47, label)
+    mixed = prose.versus({0.1: 0.44, 0.2: 0.47, 0.4: 0.5}, 0.47, label)
     assert mixed == ("above zero-shot large (0.470) at ratio 0.4 (+0.030 at 0.4), level with it at ratio 0.2 "
                      "and below it at ratio 0.1 (−0.030 at 0.1)")
-    assert readme._versus({0.1: 0.5, 0.4: 0.6}, {0.1: 0.4, 0.4: 0.5}, "x") == \
+    assert prose.versus({0.1: 0.5, 0.4: 0.6}, {0.1: 0.4, 0.4: 0.5}, "x") == \
         "above x at every train ratio (+0.100 at 0.1, +0.100 at 0.4)"
     # Differences are those of the displayed means: 0.4996 shows as 0.500, 0.4994 as 0.499.
-    assert readme._versus({0.4: 0.4996}, 0.4994, "y") == "above y at ratio 0.4 (+0.001 at 0.4)"
+    assert prose.versus({0.4: 0.4996}, 0.4994, "y") == "above y at ratio 0.4 (+0.001 at 0.4)"
 
 
 def test_runtimes_are_recorded_in_place_and_a_failing_command_is_not(tmp_path):

@@ -1,0 +1,31 @@
+"""Rewrite the README's generated blocks from the files in ``results/`` (no number is typed by hand).
+
+A block is the text between two marker lines::
+
+    <!-- era:results:begin -->
+    ... generated, overwritten on every run ...
+    <!-- era:results:end -->
+
+Each block name has a renderer and the files it reads (:data:`BLOCKS`). Sentences are built by
+code from those files, with every number filled in, and worded so that they stay true when the
+numbers change (``above``/``below`` is decided from the means). A block whose source file is
+missing is left exactly as it was, with a warning naming the file (``--strict`` makes that an
+error). ``--check`` writes nothing and exits 1 when the README (or its figure) would change.
+
+``--time WHAT -- CMD ...`` runs CMD, measures its wall time and records it in
+``results/timing/runtimes.json``, the source of the run-times block.
+
+Modules: ``context`` (where sources are read, the error), ``prose`` and ``frames`` (number
+wording, table lookups), one renderer module per group of blocks (``main_blocks``,
+``study_blocks``, ``bench_block``, ``runtimes``, ``tolerance_block``), ``blocks`` (the registry),
+``markers`` (finding and regenerating blocks) and ``cli`` (``python -m era_core.readme``).
+"""
+
+from era_core.readme.blocks import BLOCKS, Block
+from era_core.readme.cli import main
+from era_core.readme.context import Context, ReadmeError
+from era_core.readme.markers import Span, find_blocks, rewrite, update_readme
+from era_core.readme.runtimes import record_runtime
+
+__all__ = ["BLOCKS", "Block", "Context", "ReadmeError", "Span", "find_blocks", "main", "record_runtime", "rewrite",
+           "update_readme"]

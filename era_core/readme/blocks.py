@@ -1,0 +1,40 @@
+"""Every generated README block: the files it reads, its renderer and what writes those files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from era_core.readme.bench_block import render_bench
+from era_core.readme.context import RUNTIMES, Context
+from era_core.readme.main_blocks import render_results, render_setup, render_training
+from era_core.readme.runtimes import render_runtimes
+from era_core.readme.study_blocks import render_encoder_pairs, render_lodo
+from era_core.readme.tolerance_block import render_tolerance
+
+
+@dataclass(frozen=True)
+class Block:
+    """A generated README block: the files it reads (results-relative, or ``figures/...``) and its renderer."""
+
+    sources: tuple[str, ...]
+    render: Callable[[Context], str]
+    hint: str  # what writes the sources
+
+
+#: Means come from the same frames (era_core.report) as the tables, so prose and tables agree to the last digit.
+BLOCKS: dict[str, Block] = {
+    "setup": Block(("zero_shot.json", "training.json"), render_setup, "notebooks 01_zero_shot and 03_training"),
+    "results": Block(("tables/main.md", "figures/ndcg_vs_ratio.png", "zero_shot.json", "training.json"),
+                     render_results, "notebooks 01_zero_shot, 03_training and 06_figures (`make paper`)"),
+    "training": Block(("alignment.json", "training.json", "zero_shot.json"), render_training,
+                      "notebooks 01_zero_shot, 02_alignment and 03_training"),
+    "lodo": Block(("tables/lodo.md", "tables/domain_specific.md", "lodo.json", "domain_specific.json",
+                   "zero_shot.json", "training.json"), render_lodo,
+                  "notebooks 04_lodo, 05_domain_specific and 06_figures (`make paper`)"),
+    "encoder_pairs": Block(("tables/encoder_pairs.md", "encoder_pairs.json", "zero_shot.json"), render_encoder_pairs,
+                           "notebook 07_encoder_pairs"),
+    "bench": Block(("bench.json",), render_bench, "`make bench`"),
+    "runtimes": Block((RUNTIMES.as_posix(),), render_runtimes, "`python -m era_core.readme --time WHAT -- CMD`"),
+    "tolerance": Block(("tolerance.json",), render_tolerance, "`python -m era_core.tolerance` on two results folders"),
+}
