@@ -98,7 +98,7 @@ def _group_sizes(keys: list[str]) -> list[int]:
 
 def task_docs_full(units: list[Task], setup: Any, samples_per_task: int, seed: int) -> tuple:
     """Today's pooled Phase 1 sample before the hold-out split: ``(x, y, texts, task per row)``."""
-    from era_core.experiments import embed_corpus, get_encoder, per_task_sample, unit_task
+    from era_core.experiments import embed_corpus, get_encoder, per_task_sample
 
     xs, ys, texts, keys = [], [], [], []
     large = get_encoder(setup.large_model, setup)
@@ -109,7 +109,7 @@ def task_docs_full(units: list[Task], setup: Any, samples_per_task: int, seed: i
         ys.append(embed_corpus(setup.small_model, unit, setup)[rows])
         docs = list(unit.corpus.values())
         texts += [docs[r] for r in rows]
-        keys += [unit_task(unit)] * len(rows)
+        keys += [unit.task_name] * len(rows)
     return np.concatenate(xs), np.concatenate(ys), texts, keys
 
 
@@ -209,10 +209,10 @@ def train_queries_pairs(units: list[Task], setup: Any, size: int, sample_seed: i
                         train_ratio: float, val_ratio: float, eval_ratio: float,
                         use_instructions: bool) -> SourcePairs:
     """A nested sample of train-split query texts, as (large, small) query vectors from the query caches."""
-    from era_core.experiments import embed_queries, query_inputs, unit_task
+    from era_core.experiments import embed_queries, query_inputs
 
     rows = train_query_rows(units, seed, train_ratio, val_ratio, eval_ratio)
-    keys = [unit_task(units[ui]) for ui, _ in rows]
+    keys = [units[ui].task_name for ui, _ in rows]
     chosen = nested_rows(_group_sizes(keys), min(size, len(rows)), sample_seed)
     need = sorted({units[rows[i][0]].name for i in chosen})
     vecs = {}

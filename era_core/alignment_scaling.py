@@ -124,7 +124,7 @@ def cell_key(ctx: StudyContext, source: str, n: int, init: str, seed: int) -> di
     """Everything a cell's numbers depend on (hashed into its ``config_key``)."""
     key = {"protocol": PROTOCOL, "source": source, "n": n, "init": init, "seed": seed, "label_lr": ctx.label_lr,
            "params": {k: v for k, v in ctx.p.items() if k not in _NOT_IN_KEY},
-           "units": ctx.pool.fingerprints(), "encoders": ex._encoder_identity(ctx.setup),
+           "units": ctx.pool.fingerprints(), "encoders": ex.encoder_identity(ctx.setup),
            "code": study_code_version()}
     if source == "corpus_pool":
         h = hashlib.sha256()

@@ -93,9 +93,14 @@ class Task:
     #: multi-split parent. Use :meth:`dropped_counts` for the task's total.
     dropped: dict[str, int] = field(default_factory=dict)
 
-    def units(self) -> list["Task"]:
+    def units(self) -> list["Unit"]:
         """The independently encoded/searched/split units: the sub-splits, or ``[self]``."""
         return list(self.subsplits.values()) if self.subsplits else [self]
+
+    @property
+    def task_name(self) -> str:
+        """The task this unit belongs to: the parent task of a sub-split, else its own name."""
+        return task_of_unit(self.name)
 
     def labelled_qids(self) -> list[str]:
         """Qids with at least one label, in dataset order (single-split tasks and units only)."""
@@ -133,6 +138,16 @@ class Task:
     def n_labelled(self) -> int:
         """Number of labelled queries (summed over sub-splits)."""
         return sum(len(u.qrels) for u in self.units())
+
+
+#: One unit: what is encoded, searched and split on its own. A single-split ``Task`` is its own
+#: unit; a multi-split task's units are its sub-splits (``Task`` objects named ``task/sub``).
+Unit = Task
+
+
+def task_of_unit(unit_name: str) -> str:
+    """The task a unit name belongs to (a sub-split is named ``task/sub``)."""
+    return unit_name.split("/", 1)[0]
 
 
 # --------------------------------------------------------------------------- row sources

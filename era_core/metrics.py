@@ -23,6 +23,8 @@ Per-query values only: their means over tasks and domains are `experiments.summa
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import gc
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -85,6 +87,77 @@ def _check_k_values(k_values: Sequence[int]) -> tuple[int, ...]:
     return tuple(sorted({int(k) for k in ks}))
 
 
+@dataclass
+class _Flat:
+    """A run and its qrels flattened into per-entry arrays, entries grouped by query in run order."""
+
+    nq: int
+    runs: list
+    run_len: np.ndarray
+    qrel_len: np.ndarray
+    labels: np.ndarray  # every judgement's label, queries in order
+    score32: np.ndarray
+    gains: np.ndarray  # each run entry's qrels label (0 when unjudged)
+    qidx: np.ndarray  # each run entry's query index
+    starts: np.ndarray  # each query's first entry
+
+
+def _flatten(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Mapping[str, float]], qids: list[str]) -> _Flat:
+    # Flatten the run and the qrels into parallel arrays once; every metric then works on
+    # per-rank arrays, so nothing is re-sorted per metric.
+    nq = len(qids)
+    runs = [run[q] for q in qids]
+    judgements = [qrels[q] for q in qids]
+    run_len = np.fromiter(map(len, runs), dtype=np.int64, count=nq)
+    qrel_len = np.fromiter(map(len, judgements), dtype=np.int64, count=nq)
+    total = int(run_len.sum())
+    labels = _as_int_labels(list(chain.from_iterable(r.values() for r in judgements)))
+    score32 = _as_float32_scores(chain.from_iterable(r.values() for r in runs), total)
+    # Every gain is a qrels value (checked above) or the default 0, so int64 is exact.
+    gains = np.fromiter(
+        chain.from_iterable(map(rels.get, res, _ZEROS) for rels, res in zip(judgements, runs)),
+        dtype=np.int64,
+        count=total,
+    )
+    qidx = np.repeat(np.arange(nq, dtype=np.int64), run_len)
+    starts = np.concatenate(([0], np.cumsum(run_len)[:-1]))
+    return _Flat(nq, runs, run_len, qrel_len, labels, score32, gains, qidx, starts)
+
+
+def _trec_ranking(f: _Flat) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Entries in trec_eval's order: ``(gain, relevant, 0-based rank)`` per ranked entry."""
+
+    def doc_ids_at(entries: np.ndarray) -> list[str]:
+        # Only tied entries need their ids: list just the queries they belong to.
+        lists: dict[int, list[str]] = {}
+        out = []
+        owners = f.qidx[entries]
+        for qi, j in zip(owners.tolist(), (entries - f.starts[owners]).tolist()):
+            ids = lists.get(qi)
+            if ids is None:
+                ids = lists[qi] = list(f.runs[qi])
+            out.append(ids[j])
+        return out
+
+    order = _trec_order(f.qidx, f.score32, f.gains > 0, doc_ids_at)
+    g = np.maximum(f.gains[order], 0).astype(np.float64)
+    rank = np.arange(len(order), dtype=np.int64) - np.repeat(f.starts, f.run_len)  # 0-based
+    return g, g > 0, rank
+
+
+def _ideal_ranking(f: _Flat) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every positive judgement, highest gain first: ``(query index, gain, 0-based rank, n relevant per query)``."""
+    lab_q = np.repeat(np.arange(f.nq, dtype=np.int64), f.qrel_len)
+    pos = f.labels > 0
+    lab_q, lab_g = lab_q[pos], f.labels[pos]
+    n_rel = np.bincount(lab_q, minlength=f.nq).astype(np.float64)
+    ideal_order = np.lexsort((-lab_g, lab_q))
+    lab_q, lab_g = lab_q[ideal_order], lab_g[ideal_order].astype(np.float64)
+    ideal_starts = np.concatenate(([0], np.cumsum(np.bincount(lab_q, minlength=f.nq))[:-1]))
+    ideal_rank = np.arange(len(lab_q), dtype=np.int64) - ideal_starts[lab_q]
+    return lab_q, lab_g, ideal_rank, n_rel
+
+
 def _evaluate_queries(
     qrels: Mapping[str, Mapping[str, int]],
     run: Mapping[str, Mapping[str, float]],
@@ -95,52 +168,10 @@ def _evaluate_queries(
     nq = len(qids)
     if nq == 0:
         return {}
-
-    # Flatten the run and the qrels into parallel arrays once; every metric then works on
-    # per-rank arrays, so nothing is re-sorted per metric.
-    runs = [run[q] for q in qids]
-    judgements = [qrels[q] for q in qids]
-    run_len = np.fromiter(map(len, runs), dtype=np.int64, count=nq)
-    qrel_len = np.fromiter(map(len, judgements), dtype=np.int64, count=nq)
-    total = int(run_len.sum())
-    labels = _as_int_labels(list(chain.from_iterable(r.values() for r in judgements)))
-    score32 = _as_float32_scores(chain.from_iterable(r.values() for r in runs), total)
-    # Every gain is a qrels value (checked above) or the default 0, so int64 is exact.
-    gain_arr = np.fromiter(
-        chain.from_iterable(map(rels.get, res, _ZEROS) for rels, res in zip(judgements, runs)),
-        dtype=np.int64,
-        count=total,
-    )
-
-    qidx = np.repeat(np.arange(nq, dtype=np.int64), run_len)
-    starts = np.concatenate(([0], np.cumsum(run_len)[:-1]))
-
-    def doc_ids_at(entries: np.ndarray) -> list[str]:
-        # Only tied entries need their ids: list just the queries they belong to.
-        lists: dict[int, list[str]] = {}
-        out = []
-        owners = qidx[entries]
-        for qi, j in zip(owners.tolist(), (entries - starts[owners]).tolist()):
-            ids = lists.get(qi)
-            if ids is None:
-                ids = lists[qi] = list(runs[qi])
-            out.append(ids[j])
-        return out
-
-    order = _trec_order(qidx, score32, gain_arr > 0, doc_ids_at)
-    g = np.maximum(gain_arr[order], 0).astype(np.float64)
-    rel = g > 0
-    rank = np.arange(len(order), dtype=np.int64) - np.repeat(starts, run_len)  # 0-based
-
-    # Ideal ranking: every positive judgement, highest gain first.
-    lab_q = np.repeat(np.arange(nq, dtype=np.int64), qrel_len)
-    pos = labels > 0
-    lab_q, lab_g = lab_q[pos], labels[pos]
-    n_rel = np.bincount(lab_q, minlength=nq).astype(np.float64)
-    ideal_order = np.lexsort((-lab_g, lab_q))
-    lab_q, lab_g = lab_q[ideal_order], lab_g[ideal_order].astype(np.float64)
-    ideal_starts = np.concatenate(([0], np.cumsum(np.bincount(lab_q, minlength=nq))[:-1]))
-    ideal_rank = np.arange(len(lab_q), dtype=np.int64) - ideal_starts[lab_q]
+    f = _flatten(qrels, run, qids)
+    qidx = f.qidx
+    g, rel, rank = _trec_ranking(f)
+    lab_q, lab_g, ideal_rank, n_rel = _ideal_ranking(f)
 
     max_rank = int(max(rank.max(initial=0), ideal_rank.max(initial=0))) + 1
     discount = np.log2(np.arange(max_rank, dtype=np.float64) + 2.0)
@@ -149,7 +180,6 @@ def _evaluate_queries(
     has_rel = n_rel > 0
     safe_n_rel = np.where(has_rel, n_rel, 1.0)
 
-    columns: list[np.ndarray] = []
     ndcg_cols: list[np.ndarray] = []
     recall_cols: list[np.ndarray] = []
     for k in ks:
@@ -161,23 +191,18 @@ def _evaluate_queries(
         ndcg_cols.append(np.where(idcg > 0, dcg / np.where(idcg > 0, idcg, 1.0), 0.0))
         hits = np.bincount(qidx[cut & rel], minlength=nq).astype(np.float64)
         recall_cols.append(np.where(has_rel, hits / safe_n_rel, 0.0))
-    columns.extend(ndcg_cols)
-    columns.extend(recall_cols)
 
     # MRR: the first relevant rank per query (entries are grouped by query, rank ascending).
-    rel_q = qidx[rel]
-    first_q, first_pos = np.unique(rel_q, return_index=True)
+    first_q, first_pos = np.unique(qidx[rel], return_index=True)
     mrr = np.zeros(nq, dtype=np.float64)
     mrr[first_q] = 1.0 / (rank[rel][first_pos] + 1.0)
-    columns.append(mrr)
 
     # MAP: precision at each relevant rank, summed in rank order, over all relevant docs.
     rel_cum = np.cumsum(rel.astype(np.int64))
-    rel_before = np.concatenate(([0], rel_cum))[np.repeat(starts, run_len)]
+    rel_before = np.concatenate(([0], rel_cum))[np.repeat(f.starts, f.run_len)]
     prec = (rel_cum - rel_before).astype(np.float64) / (rank + 1.0)
     ap_sum = np.bincount(qidx[rel], weights=prec[rel], minlength=nq)
-    columns.append(np.where(has_rel, ap_sum / safe_n_rel, 0.0))
-
+    columns = [*ndcg_cols, *recall_cols, mrr, np.where(has_rel, ap_sum / safe_n_rel, 0.0)]
     table = np.column_stack(columns).tolist()
     return {q: dict(zip(names, row)) for q, row in zip(qids, table)}
 

@@ -167,6 +167,61 @@ def _backfill(rng: random.Random, n_docs: int, excluded: set[int], negs: list[in
     return negs + rng.sample(pool, need)
 
 
+def _query_rows(qids: list[str], qid_rows: Mapping[str, int] | Sequence[int], task: str) -> list[int]:
+    """Each qid's row in the task's query matrix, checked against ``qids``."""
+    if isinstance(qid_rows, Mapping):
+        missing = [q for q in qids if q not in qid_rows]
+        if missing:
+            raise DataError(f"task {task!r}: {len(missing)} qids have no query row, e.g. {missing[:3]}")
+        return [int(qid_rows[q]) for q in qids]
+    if len(qid_rows) != len(qids):
+        raise DataError(f"task {task!r}: qid_rows has {len(qid_rows)} entries for {len(qids)} qids")
+    return [int(r) for r in qid_rows]
+
+
+def _check_strategy(strategy: str, num_negatives: int, top_k: int) -> None:
+    if strategy not in STRATEGIES:
+        raise ParamsError(f"unknown negative strategy {strategy!r}; allowed: {', '.join(STRATEGIES)}")
+    if int(num_negatives) < 1:
+        raise ParamsError(f"num_negatives must be >= 1, got {num_negatives}")
+    if top_k < 1:
+        raise ParamsError(f"top_k must be >= 1, got {top_k}")
+
+
+def _check_teacher(strategy: str, teacher_queries: np.ndarray | None, doc_emb: np.ndarray | None, n_doc_ids: int,
+                   task: str) -> None:
+    if strategy == "random":
+        return
+    if teacher_queries is None or doc_emb is None:
+        raise ParamsError(f"strategy {strategy!r} needs teacher_queries and doc_emb (teacher similarities)")
+    if doc_emb.shape[0] != n_doc_ids:
+        raise DataError(f"task {task!r}: doc_emb has {doc_emb.shape[0]} rows for {n_doc_ids} doc ids")
+    if teacher_queries.shape[1] != doc_emb.shape[1]:
+        raise DataError(
+            f"task {task!r}: teacher query dim {teacher_queries.shape[1]} != document dim {doc_emb.shape[1]}"
+        )
+
+
+def _random_negatives(rng: random.Random, n_docs: int, excluded: set[int], k: int) -> list[int] | None:
+    pool = _NonExcluded(n_docs, excluded)
+    return rng.sample(pool, k) if len(pool) >= k else None
+
+
+def _mined_negatives(rng: random.Random, strategy: str, sims: np.ndarray, pos: int, excluded: set[int], n_docs: int,
+                     k: int, top_k: int, margin: float) -> list[int] | None:
+    """§3.2.2's teacher-ranked negatives of one query (``naive_topk`` or ``topk_percpos``); None if too few."""
+    ranked = _ranked_candidates(sims, excluded, top_k)
+    if strategy == "naive_topk":
+        return _backfill(rng, n_docs, excluded, [int(i) for i in ranked[:k]], k)
+    threshold = margin * float(sims[pos])
+    kept = ranked[sims[ranked] < threshold][: 2 * k]
+    if kept.size == 0:
+        return _random_negatives(rng, n_docs, excluded, k)
+    others = [int(i) for i in kept[1:]]
+    chosen = others if len(others) <= k - 1 else rng.sample(others, k - 1)
+    return _backfill(rng, n_docs, excluded, [int(kept[0])] + chosen, k)
+
+
 def build_tuples(
     qids: list[str],
     qid_rows: Mapping[str, int] | Sequence[int],
@@ -188,32 +243,10 @@ def build_tuples(
     ``qid_rows`` maps each qid to its row in the task's query matrix (a dict, or a list aligned
     with ``qids``); ``teacher_queries`` is indexed by those rows, ``doc_emb`` by corpus row.
     """
-    if strategy not in STRATEGIES:
-        raise ParamsError(f"unknown negative strategy {strategy!r}; allowed: {', '.join(STRATEGIES)}")
-    k = int(num_negatives)
-    if k < 1:
-        raise ParamsError(f"num_negatives must be >= 1, got {num_negatives}")
-    if top_k < 1:
-        raise ParamsError(f"top_k must be >= 1, got {top_k}")
-    if isinstance(qid_rows, Mapping):
-        missing = [q for q in qids if q not in qid_rows]
-        if missing:
-            raise DataError(f"task {task!r}: {len(missing)} qids have no query row, e.g. {missing[:3]}")
-        rows = [int(qid_rows[q]) for q in qids]
-    else:
-        if len(qid_rows) != len(qids):
-            raise DataError(f"task {task!r}: qid_rows has {len(qid_rows)} entries for {len(qids)} qids")
-        rows = [int(r) for r in qid_rows]
-    mined = strategy != "random"
-    if mined:
-        if teacher_queries is None or doc_emb is None:
-            raise ParamsError(f"strategy {strategy!r} needs teacher_queries and doc_emb (teacher similarities)")
-        if doc_emb.shape[0] != len(doc_ids):
-            raise DataError(f"task {task!r}: doc_emb has {doc_emb.shape[0]} rows for {len(doc_ids)} doc ids")
-        if teacher_queries.shape[1] != doc_emb.shape[1]:
-            raise DataError(
-                f"task {task!r}: teacher query dim {teacher_queries.shape[1]} != document dim {doc_emb.shape[1]}"
-            )
+    _check_strategy(strategy, num_negatives, top_k)
+    rows = _query_rows(qids, qid_rows, task)
+    _check_teacher(strategy, teacher_queries, doc_emb, len(doc_ids), task)
+    k, mined = int(num_negatives), strategy != "random"
     doc_row = {d: i for i, d in enumerate(doc_ids)}
     n_docs = len(doc_ids)
     rng = random.Random(seed)
@@ -235,25 +268,10 @@ def build_tuples(
             pos = rng.choice(positives)
             excluded = {doc_row[d] for d in labels if d in doc_row}
             excluded.add(pos)
-            negs: list[int] | None
-            if strategy == "random":
-                pool = _NonExcluded(n_docs, excluded)
-                negs = rng.sample(pool, k) if len(pool) >= k else None
+            if mined:
+                negs = _mined_negatives(rng, strategy, sims_chunk[j], pos, excluded, n_docs, k, top_k, margin)
             else:
-                sims = sims_chunk[j]
-                ranked = _ranked_candidates(sims, excluded, top_k)
-                if strategy == "naive_topk":
-                    negs = _backfill(rng, n_docs, excluded, [int(i) for i in ranked[:k]], k)
-                else:
-                    threshold = margin * float(sims[pos])
-                    kept = ranked[sims[ranked] < threshold][: 2 * k]
-                    if kept.size == 0:
-                        pool = _NonExcluded(n_docs, excluded)
-                        negs = rng.sample(pool, k) if len(pool) >= k else None
-                    else:
-                        others = [int(i) for i in kept[1:]]
-                        chosen = others if len(others) <= k - 1 else rng.sample(others, k - 1)
-                        negs = _backfill(rng, n_docs, excluded, [int(kept[0])] + chosen, k)
+                negs = _random_negatives(rng, n_docs, excluded, k)
             if negs is None:
                 continue
             tuples.append(TrainingTuple(task=task, qid=qid, query_row=row, pos=pos, negs=[int(i) for i in negs]))

@@ -166,7 +166,7 @@ def test_failed_training_writes_nothing(smoke_pool, tmp_path, monkeypatch):
     def diverge(*a, **k):
         raise TrainingError("label phase: loss is nan at epoch 1, step 1")
 
-    monkeypatch.setattr(ex, "train_method", diverge)
+    monkeypatch.setattr(ex.jobs, "train_method", diverge)
     with pytest.raises(TrainingError):
         ex.run_job("in_domain", "label_only", seed=1, train_ratio=0.1, use_instructions=True,
                    train_names=[u.name for u in pool.units], pool=pool, p=p, results=tmp_path)

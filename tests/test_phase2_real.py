@@ -13,6 +13,7 @@ import pytest
 
 from era_core import experiments as ex
 from era_core import paths, train
+from era_core.train import modes as train_modes
 from era_core.params import load_params_file
 
 
@@ -45,13 +46,13 @@ def test_phase2_lowers_the_validation_loss_below_the_phase1_start(smoke, ratio, 
     p, setup, units, embs = smoke
     assert ratio in map(float, p["train_ratios"].split(","))
     seen = []
-    real_train_label = train.train_label
+    real_train_label = train_modes.train_label
 
     def recording_train_label(adapter, data, cfg, **kwargs):
         seen.append((adapter, data, cfg))
         return real_train_label(adapter, data, cfg, **kwargs)
 
-    monkeypatch.setattr(train, "train_label", recording_train_label)
+    monkeypatch.setattr(train_modes, "train_label", recording_train_label)
     adapter, meta = ex.train_method("era", embs, units, setup, p, ratio, seed=42)
     phase1, _ = ex.train_alignment_cached(units, setup, ex.align_config(p, 42, setup.device))
 

@@ -139,7 +139,7 @@ def _fake_identity(setup) -> dict:
 
 def run_tiny_job(results: Path) -> dict:
     """``run_job`` for label_only on two planted tasks (the encoder identity is faked: no model files)."""
-    ex._encoder_identity = _fake_identity
+    ex.jobs.encoder_identity = _fake_identity  # run keys and training keys read it there
     pool = FixedPool([planted_task("t0", 0), planted_task("t1", 1)])
     return ex.run_job("in_domain", "label_only", seed=42, train_ratio=0.4, use_instructions=True,
                       train_names=["t0", "t1"], pool=pool, p=JOB_PARAMS, results=Path(results))
@@ -159,14 +159,16 @@ def child_encode(root: str) -> None:
 def child_train(results: str, marker: str) -> None:
     """Run the tiny job with a slow loss; announce (marker file) once Phase 2 has started."""
     torch.set_num_threads(1)
-    real = train_mod.infonce_loss
+    from era_core.train import label as label_mod
+
+    real = label_mod.infonce_loss
 
     def slow_loss(*args, **kwargs):
         Path(marker).touch()
         time.sleep(0.3)
         return real(*args, **kwargs)
 
-    train_mod.infonce_loss = slow_loss
+    label_mod.infonce_loss = slow_loss
     run_tiny_job(Path(results))
 
 
@@ -345,7 +347,7 @@ def test_sigkill_during_encoding_resumes_missing_shards_only(tmp_path):
 
 
 def test_sigkill_during_training_writes_nothing_and_rerun_matches(tmp_path, monkeypatch):
-    monkeypatch.setattr(ex, "_encoder_identity", _fake_identity)
+    monkeypatch.setattr(ex.jobs, "encoder_identity", _fake_identity)
     killed = tmp_path / "killed"
     marker = tmp_path / "in_phase2"
     proc = _spawn(tmp_path, f"child_train({str(killed)!r}, {str(marker)!r})")
@@ -371,7 +373,7 @@ def test_sigkill_during_training_writes_nothing_and_rerun_matches(tmp_path, monk
 
 def test_run_killed_between_its_writes_is_redone(tmp_path, monkeypatch):
     """Adapter and meta written but no summary (killed before the last write): the rerun redoes it."""
-    monkeypatch.setattr(ex, "_encoder_identity", _fake_identity)
+    monkeypatch.setattr(ex.jobs, "encoder_identity", _fake_identity)
     run = tmp_path / TINY_RUN
     run.mkdir(parents=True)
     save_adapter(LinearAdapter(10, 6), run / "adapter.safetensors")
@@ -463,7 +465,7 @@ def test_any_crash_point_resumes_to_the_uninterrupted_result(tmp_path_factory, n
 
 
 def test_training_error_in_run_job_writes_no_run_files(tmp_path, monkeypatch):
-    monkeypatch.setattr(ex, "_encoder_identity", _fake_identity)
+    monkeypatch.setattr(ex.jobs, "encoder_identity", _fake_identity)
 
     def diverges(*args, **kwargs):
         raise TrainingError("Phase 2 (label) loss is nan at epoch 3, step 2; lower the learning rate")

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from era_core import experiments as ex
+from era_core import paths
 from era_core.cache import CacheCorruptionWarning
 from era_core.data import Task
 from era_core.io import read_json
@@ -102,7 +103,7 @@ def test_a_changed_label_reruns_the_run(pool_and_params, tmp_path, monkeypatch):
     assert first["dropped_rows"] == {u.name: u.dropped_counts() for u in pool.units}
     calls = []
     real = ex.train_method
-    monkeypatch.setattr(ex, "train_method", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(ex.jobs, "train_method", lambda *a, **k: calls.append(1) or real(*a, **k))
     same = ex.run_job("in_domain", "small_adapter", seed=42, train_ratio=0.2, use_instructions=True,
                       train_names=names, pool=ex.EmbeddingPool(pool.setup, copy.deepcopy(pool.units)), p=q,
                       results=tmp_path)
@@ -134,16 +135,16 @@ def test_unit_fingerprint_sees_every_field():
 
 def test_code_version_covers_data_and_the_offline_builders(tmp_path, monkeypatch):
     pkg = tmp_path / "era_core"
-    shutil.copytree(ex.paths.ROOT / "era_core", pkg, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(ex, "__file__", str(pkg / "experiments.py"))
-    base = ex.code_version()
-    for rel in ("data.py", "offline/common.py"):
+    shutil.copytree(paths.ROOT / "era_core", pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    base = ex.source_hash(pkg)
+    assert base == ex.code_version()  # the copy holds the same sources as the running package
+    for rel in ("data.py", "offline/common.py", "train/label.py", "experiments/jobs.py"):
         f = pkg / rel
         original = f.read_bytes()
         f.write_bytes(original + b"\n# edited\n")
-        assert ex.code_version() != base, rel
+        assert ex.source_hash(pkg) != base, rel
         f.write_bytes(original)
-    assert ex.code_version() == base
+    assert ex.source_hash(pkg) == base
 
 
 def _unit(name: str, n_docs: int) -> Task:
@@ -170,7 +171,7 @@ def test_single_split_tasks_keep_the_reference_sample():
 
 def test_damaged_phase1_adapter_is_retrained(pool_and_params, monkeypatch, tmp_path):
     pool, p = pool_and_params
-    monkeypatch.setattr(ex.paths, "ADAPTER_CACHE", tmp_path / "adapters")
+    monkeypatch.setattr(paths, "ADAPTER_CACHE", tmp_path / "adapters")
     cfg = ex.align_config(p, 42, "cpu")
     adapter, meta = ex.train_alignment_cached(pool.units, pool.setup, cfg)
     weights = next((tmp_path / "adapters").rglob("adapter.safetensors"))
@@ -198,7 +199,7 @@ def test_the_final_run_reuses_the_selection_runs_training(pool_and_params, tmp_p
     def no_training(*args, **kwargs):
         raise AssertionError("the final run trained again instead of reusing the selection run")
 
-    monkeypatch.setattr(ex, "train_method", no_training)
+    monkeypatch.setattr(ex.jobs, "train_method", no_training)
     reused = ex.run_job("in_domain", "era", seed=42, train_ratio=0.2, use_instructions=True,
                         train_names=[u.name for u in pool.units], pool=pool,
                         p=ex.method_params(p, "era", sel), results=tmp_path)
@@ -217,12 +218,12 @@ def test_a_changed_selection_adapter_is_not_reused(pool_and_params, tmp_path, mo
     q = {**p, "label_lr_grid": ""}
     names = [u.name for u in pool.units]
     ex.run_job("lr_selection", "small_adapter", seed=42, train_ratio=0.2, use_instructions=True,
-               train_names=names, pool=pool, p=q, results=tmp_path, label={"lr": "x"})
+               train_names=names, pool=pool, p=q, results=tmp_path, run_tags={"lr": "x"})
     weights = ex.run_dir(tmp_path, "lr_selection", "small_adapter__inston__train0.2__seed42__lr-x") / "adapter.safetensors"
     weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")  # damaged after it was indexed
     calls = []
     real = ex.train_method
-    monkeypatch.setattr(ex, "train_method", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(ex.jobs, "train_method", lambda *a, **k: calls.append(1) or real(*a, **k))
     ex.run_job("in_domain", "small_adapter", seed=42, train_ratio=0.2, use_instructions=True,
                train_names=names, pool=pool, p=q, results=tmp_path)
     assert calls == [1]
@@ -249,3 +250,16 @@ def test_training_is_identical_on_one_and_two_threads(pool_and_params, tmp_path,
         torch.set_num_threads(before)
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
     assert (tmp_path / "1").is_dir() and (tmp_path / "2").is_dir()
+
+
+def test_code_version_hashes_the_sources_once_per_process(monkeypatch):
+    calls = []
+    ex.code_version.cache_clear()
+    try:
+        monkeypatch.setattr(ex.keys, "source_hash", lambda root: calls.append(root) or "h")
+        assert ex.code_version() == ex.code_version() == "h"
+        assert len(calls) == 1
+    finally:
+        monkeypatch.undo()
+        ex.code_version.cache_clear()
+    assert ex.code_version() == ex.source_hash(paths.ROOT / "era_core")

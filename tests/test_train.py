@@ -11,6 +11,9 @@ import pytest
 import torch
 
 import era_core.train as train_mod
+import era_core.train.alignment as alignment_mod
+import era_core.train.label as label_mod
+import era_core.train.modes as modes_mod
 from era_core.adapter import FusedAdapter, LinearAdapter, ResidualMLPAdapter, apply_adapter, fuse_queries
 from era_core.errors import DataError, ParamsError, TrainingError
 from era_core.train import (
@@ -151,7 +154,7 @@ def test_schedule_inside_training_reference_and_warmup_linear(monkeypatch):
     # Reference: T comes from the configured epochs even though early stopping may end sooner.
     cfg_ref = LabelConfig(lr=1e-2, batch_size=5, epochs=1000, patience=1)
     val_losses = iter([1.0, 2.0])
-    monkeypatch.setattr(train_mod, "_val_loss", lambda *a: next(val_losses))
+    monkeypatch.setattr(label_mod, "_val_loss", lambda *a: next(val_losses))
     res = train_label(LinearAdapter(4, 3), data, cfg_ref, progress=False)
     assert res.history[0]["lr"] == pytest.approx(1e-2 * 2 / 200) and len(res.history) == 2
     monkeypatch.undo()
@@ -172,7 +175,7 @@ def test_first_step_has_zero_lr(monkeypatch):
     # One step per epoch, T = 100, W = 10. Val loss rises after epoch 1, so the restored state is
     # the one after the single step of epoch 1, which ran with lr 0.
     losses = iter([1.0, 2.0])
-    monkeypatch.setattr(train_mod, "_val_loss", lambda *a: next(losses))
+    monkeypatch.setattr(label_mod, "_val_loss", lambda *a: next(losses))
     cfg = LabelConfig(lr=1.0, batch_size=10, epochs=100, patience=1, weight_decay=0.0)
     res = train_label(start, data, cfg, progress=False)
     assert res.best_epoch == 1 and len(res.history) == 2
@@ -192,7 +195,7 @@ def test_early_stopping_restores_best_epoch(monkeypatch):
         snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
         return next(losses)
 
-    monkeypatch.setattr(train_mod, "_val_loss", fake_val)
+    monkeypatch.setattr(label_mod, "_val_loss", fake_val)
     torch.manual_seed(0)
     cfg = LabelConfig(lr=1e-2, batch_size=5, epochs=50, schedule="constant", patience=5)
     res = train_label(LinearAdapter(4, 3), data, cfg, progress=False)
@@ -215,7 +218,7 @@ def test_no_val_tuples_disables_early_stopping():
 def test_nan_loss_raises_and_writes_nothing(monkeypatch, tmp_path):
     data = _tiny_label_data()
     calls = {"n": 0}
-    real = train_mod.infonce_loss
+    real = label_mod.infonce_loss
 
     def flaky(*args, **kwargs):
         out = real(*args, **kwargs)
@@ -223,7 +226,7 @@ def test_nan_loss_raises_and_writes_nothing(monkeypatch, tmp_path):
             calls["n"] += 1
         return out * float("nan") if calls["n"] == 3 else out  # epoch 2, step 1
 
-    monkeypatch.setattr(train_mod, "infonce_loss", flaky)
+    monkeypatch.setattr(label_mod, "infonce_loss", flaky)
     monkeypatch.chdir(tmp_path)
     torch.manual_seed(0)
     start = LinearAdapter(4, 3)
@@ -239,7 +242,7 @@ def test_alignment_nan_raises_training_error_and_bad_inputs_data_error(monkeypat
     r = np.random.default_rng(0)
     x = _unit(r.normal(size=(64, 6)))
     y = _unit(r.normal(size=(64, 3)))
-    real = train_mod._alignment_loss
+    real = alignment_mod._alignment_loss
     calls = {"n": 0}
 
     def flaky(kind, pred, target):
@@ -250,7 +253,7 @@ def test_alignment_nan_raises_training_error_and_bad_inputs_data_error(monkeypat
                 return out * float("inf")
         return out
 
-    monkeypatch.setattr(train_mod, "_alignment_loss", flaky)
+    monkeypatch.setattr(alignment_mod, "_alignment_loss", flaky)
     with pytest.raises(TrainingError, match=r"Phase 1 \(alignment\) loss is inf at epoch 2, step 2"):
         train_alignment(x, y, x[:4], y[:4], AlignmentConfig(epochs=3, batch_size=16), progress=False)
     monkeypatch.undo()
@@ -368,13 +371,13 @@ def test_reused_alignment_adapter_and_teacher(monkeypatch):
     tasks, pairs = _planted(2)
     align = train_alignment(*pairs, FAST_ALIGN, progress=False).adapter
     seen = []
-    real = train_mod.build_tuples
+    real = label_mod.build_tuples
 
     def spy(*args, **kwargs):
         seen.append(kwargs["teacher_queries"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train_mod, "build_tuples", spy)
+    monkeypatch.setattr(label_mod, "build_tuples", spy)
     cfg = LabelConfig(train_ratio=0.4, lr=1e-3, epochs=2, batch_size=16, top_k=50)
     res = train_era(tasks, "both", label_cfg=cfg, alignment_adapter=align, progress=False)
     assert res.alignment is None and res.meta["alignment_result"] == {"reused": True}
@@ -451,13 +454,13 @@ def test_procrustes_refuses_unequal_dims_and_names_ridge():
 
 def _spy_train_label(monkeypatch):
     seen = []
-    real = train_mod.train_label
+    real = modes_mod.train_label
 
     def spy(adapter, data, cfg=None, **kw):
         seen.append((copy.deepcopy(adapter), data))
         return real(adapter, data, cfg, **kw)
 
-    monkeypatch.setattr(train_mod, "train_label", spy)
+    monkeypatch.setattr(modes_mod, "train_label", spy)
     return seen
 
 

@@ -1,0 +1,91 @@
+"""Phase 1 for the protocols: the per-task document sample, its vector pairs, and the cached alignment adapter."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from era_core import paths
+from era_core.cache import CacheCorruptionWarning, embed_texts
+from era_core.data import Unit
+from era_core.experiments.embeddings import embed_corpus
+from era_core.experiments.keys import code_version, config_hash, encoder_identity
+from era_core.experiments.setup import Setup, get_encoder, unit_fingerprints
+from era_core.io import read_json, sha256_file, write_json
+
+
+def per_task_sample(units: list[Unit], samples_per_task: int, seed: int) -> list[tuple[Unit, list[int]]]:
+    """Phase 1's document sample, drawn per *task* as in the reference: a multi-split task's sub-split
+    corpora are pooled (in unit order) and sampled once; returns ``(unit, rows of that unit's corpus)``
+    pairs, rows in sample order, units without sampled rows left out. Single-split tasks get exactly
+    ``alignment_sample``'s rows."""
+    from era_core.train import alignment_sample
+
+    by_task: dict[str, list[Unit]] = {}
+    for u in units:
+        by_task.setdefault(u.task_name, []).append(u)
+    samples = alignment_sample([sum(len(u.corpus) for u in us) for us in by_task.values()], samples_per_task, seed=seed)
+    out: list[tuple[Unit, list[int]]] = []
+    for members, rows in zip(by_task.values(), samples):
+        start = 0
+        for u in members:
+            stop = start + len(u.corpus)
+            mine = [r - start for r in rows if start <= r < stop]
+            if mine:
+                out.append((u, mine))
+            start = stop
+    return out
+
+
+def alignment_pairs(units: list[Unit], setup: Setup, samples_per_task: int, eval_ratio: float, seed: int):
+    """Encode only the sampled documents with the large model (spec §9.11) and pair them with small-model vectors."""
+    from era_core.train import alignment_holdout
+
+    xs, ys = [], []
+    large = get_encoder(setup.large_model, setup)
+    for unit, rows in tqdm(per_task_sample(units, samples_per_task, seed), desc="alignment sample",
+                           disable=not setup.progress):
+        # When the zero-shot run already encoded this corpus with the large model, index it instead of
+        # encoding the sample again; otherwise only the sample goes through the large model.
+        full = embed_texts(large, list(unit.corpus.values()), role="document", lookup_only=True)
+        xs.append(full[rows] if full is not None else embed_corpus(setup.large_model, unit, setup, rows=rows))
+        ys.append(embed_corpus(setup.small_model, unit, setup)[rows])
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    tr, ev = alignment_holdout(len(x), eval_ratio, seed=seed)
+    return x[tr], y[tr], x[ev], y[ev]
+
+
+def train_alignment_cached(units: list[Unit], setup: Setup, cfg) -> tuple[Any, dict[str, Any]]:
+    """Phase 1, reused across a train-ratio sweep through the adapter cache keyed by its full configuration (§3.3)."""
+    from era_core.adapter import load_adapter, save_adapter
+    from era_core.train import train_alignment
+
+    key_obj = {"phase": "alignment", "config": asdict(cfg), "units": unit_fingerprints(units),
+               "benchmark": setup.benchmark, "encoders": encoder_identity(setup), "code": code_version()}
+    key_obj["config"].pop("device", None)
+    key = config_hash(key_obj)
+    folder = paths.ADAPTER_CACHE / "alignment" / key
+    weights, meta_path = folder / "adapter.safetensors", folder / "meta.json"
+    if weights.exists() and meta_path.exists():
+        meta = read_json(meta_path)
+        if meta.get("key") == key:
+            # Like embeddings, a cached Phase 1 adapter is served only when its bytes match the checksum
+            # recorded when it was written; a damaged file is retrained, not trusted.
+            if meta.get("adapter_sha256") == sha256_file(weights):
+                return load_adapter(weights), meta
+            warnings.warn(f"Phase 1 adapter {weights} does not match its recorded SHA-256; retraining it",
+                          CacheCorruptionWarning, stacklevel=2)
+    x_tr, y_tr, x_ev, y_ev = alignment_pairs(units, setup, cfg.samples_per_task, cfg.eval_ratio, cfg.seed)
+    result = train_alignment(x_tr, y_tr, x_ev, y_ev, cfg, progress=setup.progress)
+    meta = {"key": key, "config": key_obj, "history": result.history, "best_epoch": result.best_epoch,
+            "best_eval_loss": result.best_eval_loss, "stopped_early": result.stopped_early,
+            "eval_cosine": result.eval_cosine, "num_train_texts": int(len(x_tr)), "num_eval_texts": int(len(x_ev)),
+            "in_dim": int(x_tr.shape[1]), "out_dim": int(y_tr.shape[1])}
+    save_adapter(result.adapter, weights, {"key": key})
+    meta["adapter_sha256"] = sha256_file(weights)
+    write_json(meta_path, meta)  # written last: its presence marks a complete entry
+    return result.adapter, meta
