@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from era_core.data import list_tasks, load_mair_task, load_tasks
+from era_core.data import Task, list_tasks, load_mair_task, load_tasks
+from era_core.datasheet import leakage_share, write_datasheet
 from era_core.errors import DataError
-from era_core.offline import OFFLINE_VERSION, build_offline_benchmark, default_root, offline_task_table, write_datasheet
-from era_core.offline.common import Candidate, Caps, SourceTask, assemble, leakage_share, require_package
+from era_core.offline import OFFLINE_VERSION, build_offline_benchmark, default_root, offline_task_table
+from era_core.offline.common import Candidate, Caps, SourceTask, assemble, require_package
+from era_core.splits import split_queries
 
 
 def _hashes(root: Path) -> dict[str, str]:
@@ -48,7 +50,7 @@ def test_smoke_shape(smoke: Path):
         per_query += t.has_per_query_instructions
         stats = meta["tasks"][name]
         assert stats["n_queries"] == len(t.queries) and stats["n_docs"] == len(t.corpus)
-        assert 0.0 <= stats["leakage_share"] <= 1.0
+        assert "leakage_share" not in stats  # the data layer knows no split; the datasheet computes it
         assert max(len(d.split()) for d in t.corpus.values()) <= 300
     assert per_query >= 1
 
@@ -119,17 +121,22 @@ def test_assemble_rules():
     assert len(d2[0]["doc"].split()) == 300 and s2["n_truncated_docs"] == 1
 
 
-def test_split_sizes_follow_era():
-    from era_core.offline.common import _split_train_test
-
-    for n, (n_train, n_test) in {10: (4, 5), 100: (40, 50), 5: (2, 3), 2: (1, 1)}.items():
-        train, test = _split_train_test([f"q{i}" for i in range(n)])
-        assert (len(train), len(test)) == (n_train, n_test) and not set(train) & set(test)
+def _labelled(qrels: dict[str, list[str]]) -> Task:
+    docs = {d for ds in qrels.values() for d in ds}
+    return Task("T", "code", queries={q: q for q in qrels}, qrels={q: {d: 1 for d in ds} for q, ds in qrels.items()},
+                corpus={d: d for d in sorted(docs)})
 
 
-def test_leakage_share():
-    assert leakage_share({f"q{i}": [f"d{i}"] for i in range(10)}) == 0.0
-    assert leakage_share({f"q{i}": ["same"] for i in range(10)}) == 1.0
+def test_leakage_share_uses_the_methods_split():
+    assert leakage_share(_labelled({f"q{i}": [f"d{i}"] for i in range(10)})) == 0.0
+    assert leakage_share(_labelled({f"q{i}": ["same"] for i in range(10)})) == 1.0
+    train, _, test = split_queries([f"q{i}" for i in range(20)], 0.4)
+    # Every test query labels its own doc and the first two test queries also a training query's doc.
+    qrels = {f"q{i}": [f"d{i}"] for i in range(20)}
+    for q in test[:2]:
+        qrels[q] = qrels[q] + [f"d{train[0][1:]}"]
+    n_pairs = len(test) + 2
+    assert leakage_share(_labelled(qrels)) == round(2 / n_pairs, 4)
 
 
 def test_missing_package_error_has_install_command():

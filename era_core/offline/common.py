@@ -1,4 +1,4 @@
-"""Shared machinery of the offline builders: source checks, sampling, leakage, MAIR-format rows."""
+"""Shared machinery of the offline builders: source checks, sampling, MAIR-format rows."""
 
 from __future__ import annotations
 
@@ -137,36 +137,6 @@ def n_words(text: str) -> int:
 
 # --------------------------------------------------------------------------- assembly
 
-def _split_train_test(qids: list[str]) -> tuple[list[str], list[str]]:
-    """Train (r=0.4) and test (last 50%) parts of a labelled-qid list, as ERA_METHOD.md §3.2.1."""
-    try:
-        from ..splits import split_queries  # the package's own split, when present
-    except ImportError:
-        split_queries = None
-    if split_queries is not None:
-        res = split_queries(list(qids), 0.4)
-        if isinstance(res, dict):
-            return list(res["train"]), list(res["test"])
-        if hasattr(res, "train") and hasattr(res, "test"):
-            return list(res.train), list(res.test)
-        return list(res[0]), list(res[-1])  # (train, val, test) tuple
-    shuffled = list(qids)
-    random.Random(42).shuffle(shuffled)
-    n = len(shuffled)
-    eval_start = max(1, int(n * 0.5))
-    val_start = min(max(1, int(n * 0.4)), eval_start)
-    train_size = max(1, min(int(n * 0.4), val_start))
-    return shuffled[:train_size], shuffled[eval_start:]
-
-
-def leakage_share(qrels: dict[str, list[str]]) -> float:
-    """Share of test-split (query, positive) pairs whose doc is also a training-split positive."""
-    train, test = _split_train_test(list(qrels))
-    train_docs = {d for q in train for d in qrels[q]}
-    pairs = [(q, d) for q in test for d in qrels[q]]
-    return round(sum(d in train_docs for _, d in pairs) / len(pairs), 4) if pairs else 0.0
-
-
 def assemble(src: SourceTask, caps: Caps) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     """Dedupe, filter, cap and sample a source task into MAIR query rows, doc rows and stats."""
     # Truncate first so the identity check sees the text that is written.
@@ -244,6 +214,5 @@ def assemble(src: SourceTask, caps: Caps) -> tuple[list[dict[str, Any]], list[di
         "mean_query_words": round(sum(n_words(r["query"]) for r in query_rows) / len(query_rows), 2),
         "mean_doc_words": round(sum(n_words(r["doc"]) for r in doc_rows) / len(doc_rows), 2),
         "n_instructions": len({r["instruction"] for r in query_rows}),
-        "leakage_share": leakage_share(qrels),
     }
     return query_rows, doc_rows, stats
