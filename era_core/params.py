@@ -359,6 +359,25 @@ def resolve_domains(benchmark: str, tasks: str, domains: str, notebook: str = ""
     return chosen
 
 
+def _strict_yaml_loader() -> type:
+    """A safe YAML loader that refuses a key given twice (plain YAML keeps the last one silently)."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict:
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"parameter {key!r} is given twice (lines {seen[key] + 1} and "
+                        f"{key_node.start_mark.line + 1}); keep one", key_node.start_mark)
+                seen[key] = key_node.start_mark.line
+            return super().construct_mapping(node, deep=deep)
+
+    return StrictLoader
+
+
 def load_params_file(path: Path | str, notebook: str) -> dict[str, Any]:
     """Read a papermill YAML parameter file and validate it for ``notebook``."""
     import yaml
@@ -367,7 +386,7 @@ def load_params_file(path: Path | str, notebook: str) -> dict[str, Any]:
     if not path.exists():
         raise ParamsError(f"parameter file {path} does not exist; create it or pick a profile under params/")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_strict_yaml_loader())
     except yaml.YAMLError as exc:
         raise ParamsError(f"parameter file {path} is not valid YAML: {exc}") from None
     if data is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from era_core import paths
 from era_core.errors import ParamsError
 from era_core.params import SCHEMAS, load_params_file, resolve_domains, validate
 
@@ -52,6 +53,18 @@ def test_malformed_params_file(tmp_path, text, needle):
     f.write_text(text)
     with pytest.raises(ParamsError, match=needle):
         load_params_file(f, "03_training")
+
+
+def test_a_key_given_twice_is_refused_with_both_lines(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text("seeds: '1'\nlabel_lr: 0.001\nseed: 3\nlabel_lr: 0.01\n")  # plain YAML would keep 0.01 silently
+    with pytest.raises(ParamsError, match=r"'label_lr' is given twice \(lines 2 and 4\)"):
+        load_params_file(f, "03_training")
+
+
+def test_every_profile_file_has_each_key_once():
+    for path in sorted((paths.PARAMS).glob("*/*.yaml")):
+        load_params_file(path, path.stem)  # raises on a repeated key
 
 
 def test_missing_params_file(tmp_path):
