@@ -12,7 +12,7 @@ from era_core.errors import EraError
 from era_core.io import atomic_write_text, read_json, write_json
 
 
-def pick_run(results: Path, method: str = "era", instructions: str = "on") -> Path:
+def largest_ratio_run(results: Path, method: str = "era", instructions: str = "on") -> Path:
     """The in-domain run folder of ``method`` with the largest train ratio (lowest seed on ties)."""
     root = results / "runs" / "in_domain"
     candidates = []
@@ -70,10 +70,14 @@ def export_release(run: Path, out: Path) -> Path:
     return out
 
 
-def export_best_adapter(results: Path, setup: Any = None) -> Path | None:
-    """Export the largest-ratio ERA run to ``results/adapters/era`` (used by the quick-start notebook)."""
+def export_largest_ratio_adapter(results: Path) -> Path | None:
+    """Export the ERA run with the largest train ratio (lowest seed on ties) to ``results/adapters/era``.
+
+    The quick-start notebook reads it. Without a finished ERA run it prints why and exports
+    nothing, so 03_training still completes when its ``methods`` leave out ``era``.
+    """
     try:
-        run = pick_run(results)
+        run = largest_ratio_run(results)
     except EraError as exc:
         print(f"no adapter exported: {exc}")
         return None
@@ -92,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     results = Path(args.results)
     try:
-        run = Path(args.run) if args.run else pick_run(results, args.method)
+        run = Path(args.run) if args.run else largest_ratio_run(results, args.method)
         out = export_release(run, Path(args.out) if args.out else results / "adapters" / args.method)
         if not args.no_sentence_transformers:
             from era_core.export import export_sentence_transformers

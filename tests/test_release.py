@@ -75,7 +75,7 @@ def test_export_roundtrip_and_model_card(tmp_path):
     best, adapter = make_run(results, ratio=0.4, seed=43)
     make_run(results, ratio=0.4, seed=44)
     make_run(results, ratio=0.4, seed=1, method="label_only")
-    assert release.pick_run(results) == best  # largest ratio, then lowest seed, of method era
+    assert release.largest_ratio_run(results) == best  # largest ratio, then lowest seed, of method era
 
     assert release.main(["--results", str(results)]) == 0
     out = results / "adapters" / "era"
@@ -106,7 +106,7 @@ def test_export_roundtrip_and_model_card(tmp_path):
 
 def test_wrong_query_encoder_is_refused(tmp_path):
     make_run(tmp_path / "r", ratio=0.2, seed=42)
-    out = release.export_release(release.pick_run(tmp_path / "r"), tmp_path / "rel")
+    out = release.export_release(release.largest_ratio_run(tmp_path / "r"), tmp_path / "rel")
     other = FakeQueryEncoder()
     other.spec = SimpleNamespace(key="mpnet-base")
     with pytest.raises(Exception, match="mpnet-base"):
