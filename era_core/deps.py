@@ -1,7 +1,7 @@
 """Which ``era_core`` source files a notebook (or a module) really runs: the import graph, read statically.
 
-``make paper`` makes each executed notebook depend on exactly these files, so editing ``perf``,
-``plan`` or the bench code reruns no notebook; ``tests/test_design.py`` checks the same graph
+``make paper`` makes each executed notebook depend on exactly these files, so editing ``bench``,
+``plan`` or ``readme`` reruns no notebook; ``tests/test_design.py`` checks the same graph
 against the arrows ``docs/DESIGN.md`` forbids.
 
 An import anywhere in a file counts (also inside a function: it runs when the function does).

@@ -23,7 +23,9 @@ def no_models(monkeypatch):
         raise AssertionError("the dry run must not load a model")
 
     monkeypatch.setattr(encoders, "load_encoder", boom)
-    monkeypatch.setattr(encoders, "resolve_weights", boom)
+    # Patched where they are looked up: load_encoder resolves weights in loader, tokenizers in weights.
+    monkeypatch.setattr(encoders.loader, "resolve_weights", boom)
+    monkeypatch.setattr(encoders.weights, "resolve_weights", boom)
     monkeypatch.setattr(encoders.Encoder, "load", boom)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
