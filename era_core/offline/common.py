@@ -137,18 +137,23 @@ def n_words(text: str) -> int:
 
 # --------------------------------------------------------------------------- assembly
 
-def assemble(src: SourceTask, caps: Caps) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
-    """Dedupe, filter, cap and sample a source task into MAIR query rows, doc rows and stats."""
-    # Truncate first so the identity check sees the text that is written.
+Groups = dict[str, tuple[str, int, list[str]]]  # normalised query -> (query text, instruction kind, positives)
+
+
+def _truncated_docs(src: SourceTask, caps: Caps) -> tuple[dict[str, str], set[str]]:
+    """Every source doc cut to ``caps.max_words`` (first, so the identity check sees the written text)."""
     docs: dict[str, str] = {}
     truncated: set[str] = set()
     for did, text in src.docs.items():
         docs[did], cut = truncate_words(text, caps.max_words)
         if cut:
             truncated.add(did)
+    return docs, truncated
 
-    # Group by normalised query: an ambiguous query keeps ALL the docs it labels.
-    groups: dict[str, tuple[str, int, list[str]]] = {}
+
+def _query_groups(src: SourceTask, docs: dict[str, str], caps: Caps) -> Groups:
+    """Candidates grouped by normalised query: an ambiguous query keeps ALL the docs it labels."""
+    groups: Groups = {}
     for c in src.candidates:
         if c.doc_id not in docs:
             raise DataError(f"Offline task {src.name}: candidate points at unknown doc {c.doc_id!r} (builder bug).")
@@ -158,14 +163,11 @@ def assemble(src: SourceTask, caps: Caps) -> tuple[list[dict[str, Any]], list[di
         text, kind, pos = groups.setdefault(key, (truncate_words(clean(c.query), caps.max_words)[0], c.kind, []))
         if c.doc_id not in pos:
             pos.append(c.doc_id)
-    n_groups = len(groups)
-    too_generic = [k for k, (_, _, pos) in groups.items() if len(pos) > caps.max_positives]
-    identical = [k for k, (_, _, pos) in groups.items()
-                 if len(pos) <= caps.max_positives and any(norm(docs[d]) == k for d in pos)]
-    for k in too_generic + identical:
-        groups.pop(k, None)
+    return groups
 
-    rng = random.Random(caps.seed)
+
+def _sample_queries(groups: Groups, caps: Caps, rng: random.Random) -> list[str]:
+    """Up to ``max_queries`` groups in shuffled order, each doc labelled at most ``max_per_doc`` times; source order."""
     keys = list(groups)
     rng.shuffle(keys)
     per_doc: dict[str, int] = {}
@@ -181,12 +183,31 @@ def assemble(src: SourceTask, caps: Caps) -> tuple[list[dict[str, Any]], list[di
             per_doc[d] = per_doc.get(d, 0) + 1
     order = {k: i for i, k in enumerate(groups)}
     chosen.sort(key=order.__getitem__)  # source order reads better than shuffled order
+    return chosen
 
-    positives = {d for k in chosen for d in groups[k][2]}
+
+def _corpus_ids(docs: dict[str, str], positives: set[str], caps: Caps, rng: random.Random) -> list[str]:
+    """Every positive plus sampled distractors up to ``max_docs``, in source order."""
     rest = [d for d in docs if d not in positives]
     n_distractors = max(0, min(len(rest), caps.max_docs - len(positives)))
     keep = positives | set(rng.sample(rest, n_distractors))
-    corpus_ids = [d for d in docs if d in keep]
+    return [d for d in docs if d in keep]
+
+
+def assemble(src: SourceTask, caps: Caps) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    """Dedupe, filter, cap and sample a source task into MAIR query rows, doc rows and stats."""
+    docs, truncated = _truncated_docs(src, caps)
+    groups = _query_groups(src, docs, caps)
+    n_groups = len(groups)
+    too_generic = [k for k, (_, _, pos) in groups.items() if len(pos) > caps.max_positives]
+    identical = [k for k, (_, _, pos) in groups.items()
+                 if len(pos) <= caps.max_positives and any(norm(docs[d]) == k for d in pos)]
+    for k in too_generic + identical:
+        groups.pop(k, None)
+
+    rng = random.Random(caps.seed)  # one stream: the query sample, then the distractors
+    chosen = _sample_queries(groups, caps, rng)
+    corpus_ids = _corpus_ids(docs, {d for k in chosen for d in groups[k][2]}, caps, rng)
 
     query_rows: list[dict[str, Any]] = []
     qrels: dict[str, list[str]] = {}
