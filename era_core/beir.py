@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from tqdm.auto import tqdm
 
@@ -53,6 +53,58 @@ def is_mair_folder(folder: Path | str) -> bool:
     return (f / "MAIR-Queries").is_dir() and (f / "MAIR-Docs").is_dir()
 
 
+Report = Callable[[str, str], None]  # (drop kind, message): count the dropped row, or raise when strict
+
+
+def _read_corpus(folder: Path, bad: Report) -> dict[str, str]:
+    corpus: dict[str, str] = {}
+    for n, row in _rows(folder / "corpus.jsonl"):
+        did = str(row["_id"])
+        if did in corpus:
+            bad("duplicate_doc_id", f"{folder / 'corpus.jsonl'}:{n}: document id {did!r} repeats")
+            continue
+        title = str(row.get("title") or "").strip()
+        corpus[did] = f"{title} {row['text']}" if title else str(row["text"])
+    return corpus
+
+
+def _read_queries(folder: Path, bad: Report) -> tuple[dict[str, str], dict[str, str]]:
+    queries: dict[str, str] = {}
+    instructions: dict[str, str] = {}
+    for n, row in _rows(folder / "queries.jsonl"):
+        qid = str(row["_id"])
+        if qid in queries:
+            bad("duplicate_qid", f"{folder / 'queries.jsonl'}:{n}: query id {qid!r} repeats")
+            continue
+        queries[qid] = str(row["text"])
+        instructions[qid] = str(row.get("instruction") or "")
+    return queries, instructions
+
+
+def _read_qrels(qrels_path: Path, queries: dict[str, str], corpus: dict[str, str], bad: Report) -> dict[str, dict[str, int]]:
+    qrels: dict[str, dict[str, int]] = {}
+    with qrels_path.open(encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh, delimiter="\t")
+        for n, rec in enumerate(reader, start=1):
+            if not rec or (n == 1 and rec[0].strip().lower() in ("query-id", "query_id", "qid")):
+                continue
+            if len(rec) < 3:
+                raise DataError(f"{qrels_path}:{n}: expected 'query-id<TAB>corpus-id<TAB>score', got {rec!r}")
+            qid, did = rec[0].strip(), rec[1].strip()
+            try:
+                score = int(float(rec[2]))
+            except ValueError:
+                raise DataError(f"{qrels_path}:{n}: score {rec[2]!r} is not a number") from None
+            if qid not in queries:
+                raise DataError(f"{qrels_path}:{n}: query id {qid!r} is not in queries.jsonl; fix the qrels or the queries")
+            if did not in corpus:
+                bad("label_missing_doc", f"{qrels_path}:{n}: document id {did!r} is not in corpus.jsonl")
+                continue
+            if score > 0:
+                qrels.setdefault(qid, {})[did] = score
+    return qrels
+
+
 def load_beir_task(folder: Path | str, *, split: str = "test", name: str | None = None,
                    domain: str = DEFAULT_DOMAIN, strict: bool = False) -> Task:
     """Load one BEIR-format task folder into a ``Task`` (qrels of ``split``; instructions from an optional field).
@@ -78,43 +130,9 @@ def load_beir_task(folder: Path | str, *, split: str = "test", name: str | None 
             raise DataError(msg + " (strict=True; the default drops such rows and counts them)")
         dropped[kind] += 1
 
-    corpus: dict[str, str] = {}
-    for n, row in _rows(folder / "corpus.jsonl"):
-        did = str(row["_id"])
-        if did in corpus:
-            bad("duplicate_doc_id", f"{folder / 'corpus.jsonl'}:{n}: document id {did!r} repeats")
-            continue
-        title = str(row.get("title") or "").strip()
-        corpus[did] = f"{title} {row['text']}" if title else str(row["text"])
-    queries: dict[str, str] = {}
-    instructions: dict[str, str] = {}
-    for n, row in _rows(folder / "queries.jsonl"):
-        qid = str(row["_id"])
-        if qid in queries:
-            bad("duplicate_qid", f"{folder / 'queries.jsonl'}:{n}: query id {qid!r} repeats")
-            continue
-        queries[qid] = str(row["text"])
-        instructions[qid] = str(row.get("instruction") or "")
-    qrels: dict[str, dict[str, int]] = {}
-    with qrels_path.open(encoding="utf-8", newline="") as fh:
-        reader = csv.reader(fh, delimiter="\t")
-        for n, rec in enumerate(reader, start=1):
-            if not rec or (n == 1 and rec[0].strip().lower() in ("query-id", "query_id", "qid")):
-                continue
-            if len(rec) < 3:
-                raise DataError(f"{qrels_path}:{n}: expected 'query-id<TAB>corpus-id<TAB>score', got {rec!r}")
-            qid, did = rec[0].strip(), rec[1].strip()
-            try:
-                score = int(float(rec[2]))
-            except ValueError:
-                raise DataError(f"{qrels_path}:{n}: score {rec[2]!r} is not a number") from None
-            if qid not in queries:
-                raise DataError(f"{qrels_path}:{n}: query id {qid!r} is not in queries.jsonl; fix the qrels or the queries")
-            if did not in corpus:
-                bad("label_missing_doc", f"{qrels_path}:{n}: document id {did!r} is not in corpus.jsonl")
-                continue
-            if score > 0:
-                qrels.setdefault(qid, {})[did] = score
+    corpus = _read_corpus(folder, bad)
+    queries, instructions = _read_queries(folder, bad)
+    qrels = _read_qrels(qrels_path, queries, corpus, bad)
     order = [q for q in queries if q in qrels]  # dataset order, labelled queries only
     return Task(name=name or folder.name, domain=domain, queries={q: queries[q] for q in order},
                 instructions={q: instructions[q] for q in order}, qrels={q: qrels[q] for q in order},

@@ -316,19 +316,60 @@ def _parse_roles(raw: str) -> list[str]:
     return list(dict.fromkeys(roles))
 
 
-def run(args: argparse.Namespace) -> int:
-    """Do the work of one rank; returns the process exit code."""
-    from era_core.data import load_tasks
-    from era_core.encoders import load_encoder
-    from era_core.io import write_json
-    from era_core.params import resolve_tasks
-
-    roles = _parse_roles(args.role)
+def _check_args(args: argparse.Namespace) -> None:
     for name in ("shard_size", "batch_size", "samples_per_task"):
         if getattr(args, name) < 1:
             raise ParamsError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.max_shards is not None and args.max_shards < 0:
         raise ParamsError(f"--max-shards must be >= 0, got {args.max_shards}")
+
+
+def _load_units(args: argparse.Namespace, tasks: list[str], ctx: DistContext, progress: bool) -> list[Any]:
+    """Every unit of the requested tasks; rank 0 first, since it may build the offline benchmark or fill the HF cache."""
+    from era_core.data import load_tasks
+
+    data_root = Path(args.data_root) if args.data_root else None
+    if ctx.is_main:
+        loaded = load_tasks(args.benchmark, tasks, root=data_root, progress=progress)
+    ctx.barrier()
+    if not ctx.is_main:
+        loaded = load_tasks(args.benchmark, tasks, root=data_root, progress=False)
+    return [u for t in loaded for u in t.units()]
+
+
+def _all_jobs(args: argparse.Namespace, encoder: Any, units: list[Any], roles: list[str]) -> list[Job]:
+    """The cache entries to fill, each once (queries per instruction setting, documents once)."""
+    settings = {"on": [True], "off": [False], "both": [True, False]}[args.instructions]
+    root = Path(args.cache_dir) if args.cache_dir else None
+    jobs: list[Job] = []
+    for use_instructions in settings:
+        q_roles = roles if use_instructions == settings[0] else [r for r in roles if r == "query"]
+        jobs += build_jobs(encoder, units, q_roles, use_instructions=use_instructions,
+                           samples_per_task=args.samples_per_task, seed=args.seed, root=root,
+                           shard_size=args.shard_size)
+    return list({j.plan.key: j for j in jobs}.values())  # an entry requested twice is filled once
+
+
+def _finish(args: argparse.Namespace, jobs: list[Job], done: set[str], progress: bool) -> int:
+    """Rank 0: merge the shards into entries and report; the exit code (incomplete entries: rerun)."""
+    finished, incomplete = finalize_jobs(jobs, done, progress=progress)
+    root = Path(args.cache_dir) if args.cache_dir else None
+    print(f"era.encode: {len(finished)} of {len(jobs)} entries complete in {root or paths.EMBEDDING_CACHE}", flush=True)
+    if not incomplete:
+        return 0
+    listing = "; ".join(f"{k}: shards {v}" for k, v in list(incomplete.items())[:10])
+    print(f"era.encode: {len(incomplete)} entries incomplete ({listing}); rerun to continue", flush=True)
+    return EXIT_INCOMPLETE
+
+
+def run(args: argparse.Namespace) -> int:
+    """Do the work of one rank; returns the process exit code."""
+    from era_core.encoders import load_encoder
+    from era_core.io import write_json
+    from era_core.params import resolve_tasks
+
+    roles = _parse_roles(args.role)
+    _check_args(args)
     tasks = resolve_tasks(args.benchmark, args.tasks)
     device = resolve_device(args.device, _env_int("LOCAL_RANK", 0))
     if device.startswith("cuda"):
@@ -340,23 +381,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         encoder = load_encoder(args.model, device=device, dtype=args.dtype, max_length=args.max_length,
                                threads=args.threads, progress=progress and ctx.is_main)
-        data_root = Path(args.data_root) if args.data_root else None
-        # Rank 0 first: it may build the offline benchmark or fill the HF datasets cache.
-        if ctx.is_main:
-            loaded = load_tasks(args.benchmark, tasks, root=data_root, progress=progress)
-        ctx.barrier()
-        if not ctx.is_main:
-            loaded = load_tasks(args.benchmark, tasks, root=data_root, progress=False)
-        units = [u for t in loaded for u in t.units()]
-        settings = {"on": [True], "off": [False], "both": [True, False]}[args.instructions]
-        root = Path(args.cache_dir) if args.cache_dir else None
-        jobs: list[Job] = []
-        for use_instructions in settings:
-            q_roles = roles if use_instructions == settings[0] else [r for r in roles if r == "query"]
-            jobs += build_jobs(encoder, units, q_roles, use_instructions=use_instructions,
-                               samples_per_task=args.samples_per_task, seed=args.seed, root=root,
-                               shard_size=args.shard_size)
-        jobs = list({j.plan.key: j for j in jobs}.values())  # an entry requested twice is filled once
+        jobs = _all_jobs(args, encoder, _load_units(args, tasks, ctx, progress), roles)
         if ctx.is_main:
             from era_core.cache import lookup_entry
 
@@ -372,16 +397,7 @@ def run(args: argparse.Namespace) -> int:
         if args.report_dir:
             write_json(Path(args.report_dir) / f"rank-{ctx.rank}.json", report.as_dict())
         ctx.barrier()
-        code = 0
-        if ctx.is_main:
-            finished, incomplete = finalize_jobs(jobs, done, progress=progress)
-            print(f"era.encode: {len(finished)} of {len(jobs)} entries complete in "
-                  f"{root or paths.EMBEDDING_CACHE}", flush=True)
-            if incomplete:
-                listing = "; ".join(f"{k}: shards {v}" for k, v in list(incomplete.items())[:10])
-                print(f"era.encode: {len(incomplete)} entries incomplete ({listing}); rerun to continue",
-                      flush=True)
-                code = EXIT_INCOMPLETE
+        code = _finish(args, jobs, done, progress) if ctx.is_main else 0
         code = ctx.broadcast(code)
         ctx.barrier()
         return code

@@ -166,6 +166,32 @@ def _hours(model: str, queries: int, docs: int, device: str, gpu: GpuAssumption)
     return flops / (gpu.peak_tflops * 1e12 * gpu.utilisation) / 3600, f"gpu-hours ({gpu.gpu}, FLOP estimate)"
 
 
+def _training_settings(p: dict[str, dict[str, Any]]) -> set[str]:
+    """Instruction settings any training notebook uses (03's list, 04's and 05's flag)."""
+    from era_core.params import split_csv
+
+    return set(split_csv(p["03_training"]["instruction_settings"])) | {
+        "on" if p[nb]["use_instructions"] else "off" for nb in ("04_lodo", "05_domain_specific")}
+
+
+def _pair_models(p: dict[str, dict[str, Any]], counted: set[str], counts: Any) -> list[tuple[str, str, int]]:
+    """``(notebook, model, documents)`` of encoder-pair models not counted yet ("large>small,..." params).
+
+    The small side encodes queries + corpus, the large side queries + the Phase 1 sample.
+    """
+    from era_core.params import split_csv
+
+    out, counted = [], set(counted)
+    for nb, params in p.items():
+        for pair in split_csv(params.get("pairs", "")):
+            q_model, _, d_model = pair.partition(">")
+            for model, docs in ((d_model.strip(), counts.docs), (q_model.strip(), counts.sample)):
+                if model and model not in counted:
+                    counted.add(model)
+                    out.append((nb, model, docs))
+    return out
+
+
 def build_plan(profile: str, gpu: GpuAssumption | None = None) -> dict[str, Any]:
     """The whole dry-run plan of a profile as a JSON-friendly dict."""
     from era_core.data import list_tasks
@@ -180,10 +206,8 @@ def build_plan(profile: str, gpu: GpuAssumption | None = None) -> dict[str, Any]
     by_domain: dict[str, list[str]] = {}
     for t in tasks:
         by_domain.setdefault(table[t], []).append(t)
-    settings = set(split_csv(z["instruction_settings"])) | set(split_csv(p["03_training"]["instruction_settings"]))
-    settings |= {"on" if p[nb]["use_instructions"] else "off" for nb in ("04_lodo", "05_domain_specific")}
-    train_settings = set(split_csv(p["03_training"]["instruction_settings"])) | {
-        "on" if p[nb]["use_instructions"] else "off" for nb in ("04_lodo", "05_domain_specific")}
+    train_settings = _training_settings(p)
+    settings = set(split_csv(z["instruction_settings"])) | train_settings
     counts = count_texts(benchmark, tasks, a["align_samples_per_task"])
     large, small = z["large_model"], z["small_model"]
     extras = [m for m in split_csv(z["extra_models"]) if m not in (large, small)]
@@ -202,16 +226,8 @@ def build_plan(profile: str, gpu: GpuAssumption | None = None) -> dict[str, Any]
     loads = [load(large, "large", "configured", len(settings), counts.docs),
              load(small, "small", "configured", len(settings), counts.docs)]
     loads += [load(m, "extra", "configured", z_settings, counts.docs) for m in extras]
-    # Encoder-pair notebooks (e.g. 07_encoder_pairs, "large>small,..."): models not counted above, with
-    # the small side on queries + corpus and the large side on queries + the Phase 1 sample.
-    counted = {large, small, *extras}
-    for nb, params in p.items():
-        for pair in split_csv(params.get("pairs", "")):
-            q_model, _, d_model = pair.partition(">")
-            for model, docs in ((d_model.strip(), counts.docs), (q_model.strip(), counts.sample)):
-                if model and model not in counted:
-                    counted.add(model)
-                    loads.append(load(model, f"pair ({nb})", "configured", 1, docs))
+    loads += [load(model, f"pair ({nb})", "configured", 1, docs)
+              for nb, model, docs in _pair_models(p, {large, small, *extras}, counts)]
     loads += [load(large, "large", "era-minimum", len(train_settings), counts.sample),
               load(small, "small", "era-minimum", len(train_settings), counts.docs)]
     return {

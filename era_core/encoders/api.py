@@ -33,7 +33,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from era_core.encoders.spec import SpecIdentity, format_queries
+from era_core.encoders.spec import SpecIdentity, check_encode_inputs, format_queries
 from era_core.errors import ModelUnavailableError, ParamsError
 
 #: The reference's query format for OpenAI models.
@@ -235,12 +235,7 @@ class ApiEncoder(SpecIdentity):
         Requests carry up to ``max_per_request`` (100) texts whatever ``batch_size`` is: the
         API's limit, not memory, bounds a request.
         """
-        texts = list(texts)
-        if batch_size < 1:
-            raise ParamsError(f"batch_size must be >= 1, got {batch_size}")
-        bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
-        if bad:
-            raise ParamsError(f"texts must be strings; item {bad[0]} is {type(texts[bad[0]]).__name__}")
+        texts = check_encode_inputs(texts, batch_size)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         todo = [i for i, t in enumerate(texts) if t]  # empty texts keep zero vectors (reference)
         starts = range(0, len(todo), self.max_per_request)

@@ -17,7 +17,7 @@ import numpy as np
 from era_core.encoders.hf import HfBackend
 from era_core.encoders.onnx import OnnxBackend
 from era_core.encoders.precision import CPU_AUTOCAST
-from era_core.encoders.spec import ModelSpec, SpecIdentity, format_queries
+from era_core.encoders.spec import ModelSpec, SpecIdentity, check_encode_inputs, format_queries
 from era_core.encoders.st_modules import read_modules
 from era_core.encoders.static import StaticBackend
 from era_core.errors import ModelUnavailableError, ParamsError
@@ -204,12 +204,7 @@ class Encoder(SpecIdentity):
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 32, progress: bool = True) -> np.ndarray:
         """Embed already formatted texts: L2-normalised float32 ``[n, dim]`` in input order."""
-        texts = list(texts)
-        if batch_size < 1:
-            raise ParamsError(f"batch_size must be >= 1, got {batch_size}")
-        bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
-        if bad:
-            raise ParamsError(f"texts must be strings; item {bad[0]} is {type(texts[bad[0]]).__name__}")
+        texts = check_encode_inputs(texts, batch_size)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         self._check_prompted(texts)

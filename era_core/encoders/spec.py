@@ -92,3 +92,14 @@ def format_queries(
         prefix + (q if not inst else template.format(instruction=inst, query=q))
         for q, inst in zip(queries, per_query)
     ]
+
+
+def check_encode_inputs(texts: Sequence[str], batch_size: int) -> list[str]:
+    """``texts`` as a list, after checking every item is a string and ``batch_size`` is positive."""
+    texts = list(texts)
+    if batch_size < 1:
+        raise ParamsError(f"batch_size must be >= 1, got {batch_size}")
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    if bad:
+        raise ParamsError(f"texts must be strings; item {bad[0]} is {type(texts[bad[0]]).__name__}")
+    return texts

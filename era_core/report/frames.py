@@ -163,3 +163,14 @@ def _series(df: pd.DataFrame, **eq: Any) -> pd.DataFrame:
     for k, v in eq.items():
         mask &= (df[k] == v).to_numpy()
     return df[mask]
+
+
+def main_view(results: Path | str, main_instructions: str) -> pd.DataFrame:
+    """The long main frame restricted to one instruction setting (an error names the settings there are)."""
+    _check_instructions(main_instructions)
+    long = main_frame(results)
+    view = long[long.instructions == main_instructions]
+    if view.empty:
+        raise EraError(f"no results with instructions={main_instructions!r}; available: "
+                       f"{sorted(set(long.instructions))}; set main_instructions accordingly")
+    return view

@@ -11,21 +11,11 @@ import seaborn as sns
 
 from .. import paths
 from ..errors import EraError
-from .frames import _series, _with_labels, main_frame, main_seed_frame
+from .frames import _series, _with_labels, main_frame, main_seed_frame, main_view
 from .load import load_results
 from .style import ERRORBAR, ERRORBAR_TEXT, METHOD_COLORS, _bars, _draw, _figure
 from .vocab import (INSTRUCTION_SETTINGS, LABEL_METHODS, METHOD_LABELS, METHODS, OVERALL, QUERY_SIDE, SHORT_LABELS,
                     _VALUE_COLS, _check_instructions, _domains)
-
-
-def _main_view(results: Path | str, main_instructions: str) -> pd.DataFrame:
-    _check_instructions(main_instructions)
-    long = main_frame(results)
-    view = long[long.instructions == main_instructions]
-    if view.empty:
-        raise EraError(f"no results with instructions={main_instructions!r}; available: "
-                       f"{sorted(set(long.instructions))}")
-    return view
 
 
 def _check_ratio(view: pd.DataFrame, ratio: float) -> None:
@@ -49,7 +39,7 @@ def figure_ndcg_vs_ratio(results: Path | str = paths.RESULTS, figures: Path | st
     The PNG is the README's figure (``python -m era_core.readme`` copies it to ``docs/img/``).
     """
     seeds = _series(main_seed_frame(results, main_instructions), domain=OVERALL)
-    view = _series(_main_view(results, main_instructions), domain=OVERALL)
+    view = _series(main_view(results, main_instructions), domain=OVERALL)
     mean = _VALUE_COLS[0]
     labelled = seeds[seeds.method.isin(LABEL_METHODS)].assign(Method=lambda d: d.Method.astype(str))
     present = [m for m in METHODS if m in set(view.method)]
@@ -170,7 +160,7 @@ def figure_cost_quality(results: Path | str = paths.RESULTS, figures: Path | str
     """``cost_quality.pdf``: measured query cost (ms/query, log x) vs overall nDCG@10 (±1 sd) for every method."""
     zs = load_results("zero_shot", results)
     costs = query_costs(results, main_instructions)
-    view = _series(_main_view(results, main_instructions), domain=OVERALL)
+    view = _series(main_view(results, main_instructions), domain=OVERALL)
     mean, std = _VALUE_COLS[0], _VALUE_COLS[1]
     points = _with_labels(view.assign(ms=[costs[m] for m in view.method]))
     markers = {"zero_shot_small": "s", "zero_shot_large": "s", "alignment_only": "D", "label_only": "^",

@@ -10,9 +10,9 @@ import pandas as pd
 from .. import paths
 from ..errors import EraError
 from ..io import atomic_write_text
-from .frames import _check_unique, _one_setting, domain_specific_frame, lodo_frame, main_frame, zero_shot_long
+from .frames import _check_unique, _one_setting, domain_specific_frame, lodo_frame, main_frame, main_view, zero_shot_long
 from .load import load_results
-from .vocab import METHOD_LABELS, METHODS, OVERALL, OVERALL_QW, _VALUE_COLS, _check_instructions, _domains, _lodo_label
+from .vocab import METHOD_LABELS, METHODS, OVERALL, OVERALL_QW, _VALUE_COLS, _domains, _lodo_label
 
 #: Baselines of the main table's paired tests, in the order of its significance column.
 SIG_BASELINES = ("zero_shot_small", "small_adapter", "zero_shot_large")
@@ -111,12 +111,8 @@ def _ratio_text(r: float) -> str:
 
 def main_table(results: Path | str = paths.RESULTS, main_instructions: str = "on") -> list[Path]:
     """Write ``tables/main.{csv,md,tex}``: CSV has both instruction settings, views the main one."""
-    _check_instructions(main_instructions)
+    view = main_view(results, main_instructions)
     long = main_frame(results)
-    view = long[long.instructions == main_instructions]
-    if view.empty:
-        raise EraError(f"no results with instructions={main_instructions!r}; available: "
-                       f"{sorted(set(long.instructions))}; set main_instructions accordingly")
     cols = _domains(view.domain) + [OVERALL]
     keys, means, stds, counts = _grid(view, ["method", "train_ratio"], "domain", cols)
     labels = pd.DataFrame({"Method": [METHOD_LABELS[m] for m in keys.method],
