@@ -20,7 +20,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from era_core import align_sources as src
@@ -201,19 +200,3 @@ def alignment_scaling(setup: ex.Setup, p: dict[str, Any], results: Path) -> dict
            "sample_seed": p["align_sample_seed"], "cells": cells}
     write_json(Path(results) / RESULTS_FILE, out)
     return out
-
-
-def scaling_table(data: dict[str, Any]) -> "Any":
-    """A DataFrame per (source, n, solver): hold-out cosine and test nDCG@10 of both methods, mean ± sd over seeds."""
-    import pandas as pd
-
-    rows = [{"source": c["source"], "n_pairs": c["n_pairs"], "init": c["init"], "seed": c["seed"],
-             "eval_cosine": c["eval_cosine"], "alignment_only": c["methods"]["alignment_only"]["overall"],
-             "era": c["methods"]["era"]["overall"]} for c in data["cells"]]
-    df = pd.DataFrame(rows)
-    if df.empty:
-        return df
-    agg = df.groupby(["source", "init", "n_pairs"], sort=False).agg(
-        seeds=("seed", "count"), **{f"{c}_{f}": (c, f) for c in ("eval_cosine", "alignment_only", "era")
-                                    for f in ("mean", "std")})
-    return agg.reset_index()

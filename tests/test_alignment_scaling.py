@@ -131,9 +131,9 @@ def test_figure_is_byte_stable_and_follows_the_data(tmp_path):
         report.figure_alignment_scaling(tmp_path / "missing", tmp_path / "f4")
 
 
-def test_scaling_table_means_and_sds_over_seeds(tmp_path):
+def test_scaling_frame_means_and_sds_over_seeds(tmp_path):
     data = read_json(_fake_results(tmp_path) / sc.RESULTS_FILE)
-    t = sc.scaling_table(data)
+    t = report.alignment_scaling_frame(data)
     row = t[(t.source == "corpus_pool") & (t.init == "ridge") & (t.n_pairs == 1000)].iloc[0]
     v1, v2 = 0.5 + 0.05 * 3 + 0.01 + 0.02, 0.5 + 0.05 * 3 + 0.02 + 0.02
     assert row.seeds == 2 and row.eval_cosine_mean == pytest.approx((v1 + v2) / 2)

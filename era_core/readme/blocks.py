@@ -9,7 +9,7 @@ from era_core.readme.bench_block import render_bench
 from era_core.readme.context import RUNTIMES, Context
 from era_core.readme.main_blocks import render_results, render_setup, render_training
 from era_core.readme.runtimes import render_runtimes
-from era_core.readme.study_blocks import render_encoder_pairs, render_lodo
+from era_core.readme.study_blocks import render_encoder_pairs, render_lodo, render_scaling
 from era_core.readme.tolerance_block import render_tolerance
 
 
@@ -34,6 +34,7 @@ BLOCKS: dict[str, Block] = {
                   "notebooks 04_lodo, 05_domain_specific and 06_figures (`make paper`)"),
     "encoder_pairs": Block(("tables/encoder_pairs.md", "encoder_pairs.json", "zero_shot.json"), render_encoder_pairs,
                            "notebook 07_encoder_pairs"),
+    "scaling": Block(("alignment_scaling.json", "training.json"), render_scaling, "notebooks 02_alignment and 03_training"),
     "bench": Block(("bench.json",), render_bench, "`make bench`"),
     "runtimes": Block((RUNTIMES.as_posix(),), render_runtimes, "`python -m era_core.readme --time WHAT -- CMD`"),
     "tolerance": Block(("tolerance.json",), render_tolerance, "`python -m era_core.tolerance` on two results folders"),

@@ -102,3 +102,39 @@ def render_encoder_pairs(ctx: Context) -> str:
                  + ("which is the configured default." if best == default else
                     f"but the configured default is `{default}`: the rule and the configuration disagree."))
     return "\n".join([head, ""] + lines)
+
+
+def _pm(mean: float, std: float, seeds: int) -> str:
+    return fmt3(mean) if seeds < 2 or std != std else f"{fmt3(mean)} ± {fmt3(std)}"
+
+
+def render_scaling(ctx: Context) -> str:
+    """The Phase 1 scaling study: per source and size, hold-out cosine and test nDCG@10, against the control."""
+    data = read_json(ctx.path("alignment_scaling.json"))
+    frame = report.alignment_scaling_frame(data)
+    if frame.empty:
+        return "- The Phase 1 scaling study holds no cells (`results/alignment_scaling.json`)."
+    ratio = float(data["train_ratio"])
+    main = report.main_frame(ctx.results)
+    sel = main[(main["method"] == "small_adapter") & (main["train_ratio"] == ratio) & (main["domain"] == report.OVERALL)
+               & (main["instructions"] == "on")]
+    control = float(sel["ndcg@10_mean"].iloc[0]) if len(sel) else None
+    seeds = int(frame["seeds"].max())
+    spread = f"mean ± sd over {seeds} seeds" if seeds > 1 else "one seed"
+    lines = [f"Phase 1 scaling study (`02_alignment`; train ratio {fmt_ratio(ratio)}, instructions on, {spread}; "
+             "`results/alignment_scaling.json`, `figures/alignment_scaling.pdf`). "
+             "Each row is one source of identical texts for Phase 1 at one size, solved by AdamW (`default`) or in "
+             "closed form (`ridge`); hold-out cosine is Phase 1's fit on held-out pairs, then test nDCG@10 of the "
+             "Phase 1 map alone and of ERA started from it.", "",
+             "| source | pairs | solver | hold-out cosine | alignment only | ERA |", "|---|---|---|---|---|---|"]
+    for r in frame.itertuples():
+        lines.append(f"| {r.source} | {r.n_pairs:,} | {r.init} | {_pm(r.eval_cosine_mean, r.eval_cosine_std, r.seeds)} | "
+                     f"{_pm(r.alignment_only_mean, r.alignment_only_std, r.seeds)} | {_pm(r.era_mean, r.era_std, r.seeds)} |")
+    if control is not None:
+        best = frame.loc[frame["era_mean"].idxmax()]
+        above = int((frame["era_mean"].map(as_shown) > as_shown(control)).sum())
+        lines += ["", f"- The same-model control (`small_adapter`) scores {fmt3(control)} at this ratio. ERA is above it "
+                  f"in {above} of {len(frame)} cells; its best cell is `{best['source']}` at {int(best['n_pairs']):,} "
+                  f"pairs ({best['init']}): {fmt3(float(best['era_mean']))}, with hold-out cosine "
+                  f"{fmt3(float(best['eval_cosine_mean']))}."]
+    return "\n".join(lines)

@@ -35,8 +35,8 @@ if "ipykernel" not in sys.modules:
 
 from .alignment_figures import figure_alignment_curves, figure_alignment_scaling  # noqa: E402
 from .domain_figures import figure_domain_transfer, figure_lodo  # noqa: E402
-from .frames import (domain_specific_frame, lodo_frame, main_frame, main_seed_frame,  # noqa: E402
-                     zero_shot_frame, zero_shot_long)
+from .frames import (alignment_scaling_frame, domain_specific_frame, lodo_frame, main_frame,  # noqa: E402
+                     main_seed_frame, zero_shot_frame, zero_shot_long)
 from .load import INPUTS, load_results  # noqa: E402
 from .main_figures import (figure_cost_quality, figure_domain_bars, figure_instructions,  # noqa: E402
                            figure_ndcg_vs_ratio, query_costs)
@@ -54,7 +54,7 @@ __all__ = [
     "HEADLINE", "DOMAIN_ORDER", "OVERALL", "OVERALL_QW", "INSTRUCTION_SETTINGS", "METHODS", "LABEL_METHODS",
     "METHOD_LABELS", "SHORT_LABELS", "QUERY_SIDE",
     # loading and frames
-    "INPUTS", "load_results", "zero_shot_long", "zero_shot_frame", "main_frame", "main_seed_frame", "lodo_frame",
+    "INPUTS", "load_results", "alignment_scaling_frame", "zero_shot_long", "zero_shot_frame", "main_frame", "main_seed_frame", "lodo_frame",
     "domain_specific_frame",
     # tables
     "SIG_BASELINES", "SIG_COLUMN", "main_table", "significance_marks", "significance_caption", "zero_shot_table",

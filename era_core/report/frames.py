@@ -174,3 +174,18 @@ def main_view(results: Path | str, main_instructions: str) -> pd.DataFrame:
         raise EraError(f"no results with instructions={main_instructions!r}; available: "
                        f"{sorted(set(long.instructions))}; set main_instructions accordingly")
     return view
+
+
+def alignment_scaling_frame(data: dict[str, Any]) -> pd.DataFrame:
+    """Phase 1 scaling cells (``alignment_scaling.json``) per (source, solver, pairs): seeds, mean and sd of the
+    hold-out cosine and of test nDCG@10 for ``alignment_only`` and ERA."""
+    rows = [{"source": c["source"], "n_pairs": c["n_pairs"], "init": c["init"], "seed": c["seed"],
+             "eval_cosine": c["eval_cosine"], "alignment_only": c["methods"]["alignment_only"]["overall"],
+             "era": c["methods"]["era"]["overall"]} for c in data.get("cells", [])]
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    agg = df.groupby(["source", "init", "n_pairs"], sort=False).agg(
+        seeds=("seed", "count"), **{f"{c}_{f}": (c, f) for c in ("eval_cosine", "alignment_only", "era")
+                                    for f in ("mean", "std")})
+    return agg.reset_index()
