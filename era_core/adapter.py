@@ -44,16 +44,10 @@ ADAPTER_KEYS = ("proj.bias", "proj.weight")
 ADAPTER_SUFFIXES = (".safetensors", ".pt")
 
 
-class LinearAdapter(nn.Module):
-    """``normalize(W x + b)``: the ERA query adapter (§2)."""
+class _Projection(nn.Module):
+    """An adapter whose ``proj`` Linear layer fixes its input and output dimensions."""
 
-    def __init__(self, in_dim: int, out_dim: int) -> None:
-        super().__init__()
-        if int(in_dim) <= 0 or int(out_dim) <= 0:
-            raise ParamsError(f"adapter dims must be positive, got in_dim={in_dim}, out_dim={out_dim}")
-        # Default nn.Linear init (Kaiming-uniform a=sqrt(5), bias U(+-1/sqrt(in))); the caller
-        # seeds torch beforehand so the init is reproducible.
-        self.proj = nn.Linear(int(in_dim), int(out_dim), bias=True)
+    proj: nn.Linear
 
     @property
     def in_dim(self) -> int:
@@ -64,6 +58,18 @@ class LinearAdapter(nn.Module):
     def out_dim(self) -> int:
         """Output (document encoder) dimension."""
         return self.proj.out_features
+
+
+class LinearAdapter(_Projection):
+    """``normalize(W x + b)``: the ERA query adapter (§2)."""
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        if int(in_dim) <= 0 or int(out_dim) <= 0:
+            raise ParamsError(f"adapter dims must be positive, got in_dim={in_dim}, out_dim={out_dim}")
+        # Default nn.Linear init (Kaiming-uniform a=sqrt(5), bias U(+-1/sqrt(in))); the caller
+        # seeds torch beforehand so the init is reproducible.
+        self.proj = nn.Linear(int(in_dim), int(out_dim), bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``x`` ([..., in_dim]) to unit vectors ([..., out_dim])."""
@@ -163,7 +169,7 @@ def fuse_queries(q_large: np.ndarray, q_small: np.ndarray, adapter: FusedAdapter
     return np.concatenate([q_large, q_small], axis=1).astype(np.float32, copy=False)
 
 
-class ResidualMLPAdapter(nn.Module):
+class ResidualMLPAdapter(_Projection):
     """``normalize(W x + b + MLP(x))`` (Drift-Adapter's residual MLP; ours, not the paper's).
 
     MLP = Linear(in, hidden) -> GELU -> Linear(hidden, out) with the last layer zero-initialised,
@@ -179,16 +185,6 @@ class ResidualMLPAdapter(nn.Module):
         with torch.no_grad():
             self.mlp[2].weight.zero_()
             self.mlp[2].bias.zero_()
-
-    @property
-    def in_dim(self) -> int:
-        """Input (query encoder) dimension."""
-        return self.proj.in_features
-
-    @property
-    def out_dim(self) -> int:
-        """Output (document encoder) dimension."""
-        return self.proj.out_features
 
     @property
     def hidden_dim(self) -> int:

@@ -27,7 +27,7 @@ from era_core import experiments as ex
 from era_core.errors import EraError, ParamsError
 from era_core.io import write_json
 from era_core.params import split_csv
-from era_core.train import train_alignment, train_era
+from era_core.train import AlignmentConfig, train_alignment, train_era
 
 PROTOCOL = "alignment_scaling"
 RESULTS_FILE = "alignment_scaling.json"
@@ -90,7 +90,7 @@ def parse_study(p: dict[str, Any], d_in: int, d_out: int) -> dict[str, Any]:
             "seeds": [int(s) for s in split_csv(p["scaling_seeds"])]}
 
 
-def align_cfg_for(p: dict[str, Any], init: str, seed: int, device: str):
+def align_cfg_for(p: dict[str, Any], init: str, seed: int, device: str) -> "AlignmentConfig":
     """Phase 1 config of one solver: AdamW from the default init, or a closed form with no epochs."""
     cfg = ex.align_config(p, seed, device)
     return replace(cfg, init="default") if init == "default" else replace(cfg, init=init, epochs=0)

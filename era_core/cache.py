@@ -63,11 +63,14 @@ class SupportsEncode(Protocol):
     key: str
     dim: int
 
-    def cache_fields(self) -> dict[str, Any]: ...
+    def cache_fields(self) -> dict[str, Any]:
+        """Everything that decides the vectors (model, weights fingerprint, precision, ...): part of the key."""
 
-    def format_queries(self, queries: Sequence[str], instructions: Sequence[str] | str | None) -> list[str]: ...
+    def format_queries(self, queries: Sequence[str], instructions: Sequence[str] | str | None) -> list[str]:
+        """The texts the model encodes for these queries (its prompt and the instruction template applied)."""
 
-    def encode(self, texts: Sequence[str], *, batch_size: int = 32, progress: bool = True) -> np.ndarray: ...
+    def encode(self, texts: Sequence[str], *, batch_size: int = 32, progress: bool = True) -> np.ndarray:
+        """L2-normalised float32 vectors ``[n, dim]`` of already formatted texts, in input order."""
 
 
 # ----------------------------------------------------------------------------- keys

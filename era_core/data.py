@@ -163,6 +163,7 @@ class _Source:
     unit: str = "line"  # "line" for JSONL files, "row" for hub splits
 
     def at(self, n: int) -> str:
+        """Where row ``n`` is, for error messages."""
         return f"{self.name}, {self.unit} {n}"
 
 

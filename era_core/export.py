@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,7 +138,7 @@ def onnx_max_difference(model: Any, onnx_path: Path, input_ids: np.ndarray, atte
 
 def encoder_modules(key: str, max_length: int, workdir: Path) -> list[Any]:
     """The sentence-transformers modules that reproduce registry encoder ``key`` (fp32, L2-normalised output)."""
-    from sentence_transformers.base.modules import Dense, Normalize, Transformer
+    from sentence_transformers.base.modules import Normalize, Transformer
     from sentence_transformers.sentence_transformer.modules import Pooling
 
     from era_core.encoders import REGISTRY, load_encoder, resolve_weights

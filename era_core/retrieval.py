@@ -186,7 +186,6 @@ def _faiss_candidates(q: np.ndarray, corpus: np.ndarray, doc_scale: np.ndarray |
 
 def _rescore(q_unit: np.ndarray, rows: np.ndarray, cand: np.ndarray, corpus: np.ndarray, doc_scale: np.ndarray | None) -> np.ndarray:
     """Scores of ``cand[i]`` for query ``rows[i]``, bit-identical to the NumPy path's sgemm blocks."""
-    n_docs = corpus.shape[0]
     out = np.empty(cand.shape, dtype=np.float32)
     # These sgemms are too small to gain from BLAS threads (waking them cost ~5x the product);
     # the thread count does not change the bits (threads split rows/columns, not the sum).
@@ -352,6 +351,7 @@ class _NumpyScorer:
         self.buffer = np.empty(max(block_size, 0), dtype=np.float32)
 
     def load_corpus(self, chunk: np.ndarray, scale: np.ndarray | None) -> None:
+        """Make ``chunk`` (with its optional per-document scale) the corpus block that ``scores`` reads."""
         self.chunk_t = chunk.T
         self.scale = scale
 
@@ -364,7 +364,8 @@ class _NumpyScorer:
         return block
 
     @staticmethod
-    def candidates(block: np.ndarray, k: int, threshold: np.ndarray | None):
+    def candidates(block: np.ndarray, k: int, threshold: np.ndarray | None,
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(row, column, score) of the block entries that may enter the running top-k, row-major."""
         flat = _candidate_flat(block, k, threshold)
         rows, cols = np.divmod(flat, block.shape[1])
@@ -427,6 +428,7 @@ class _TorchScorer:
         self.queries = torch.from_numpy(np.ascontiguousarray(queries)).to("cuda")
 
     def load_corpus(self, chunk: np.ndarray, scale: np.ndarray | None) -> None:
+        """Copy ``chunk`` (and its optional scale) to the GPU as the block that ``scores`` reads."""
         torch = self.torch
         self.chunk_t = torch.from_numpy(np.ascontiguousarray(chunk)).to("cuda").T
         self.scale = None if scale is None else torch.from_numpy(scale).to("cuda")
@@ -438,7 +440,8 @@ class _TorchScorer:
             block *= self.scale
         return block
 
-    def candidates(self, block: Any, k: int, threshold: np.ndarray | None):
+    def candidates(self, block: Any, k: int, threshold: np.ndarray | None,
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(row, column, score) of the block entries that may enter the running top-k, as NumPy arrays."""
         torch = self.torch
         n_cols = block.shape[1]

@@ -71,8 +71,8 @@ def _header(report: dict[str, Any]) -> list[str]:
 def _gemma_paragraph(g: dict[str, Any] | None) -> str:
     """The EmbeddingGemma paragraph: measured, skipped (no weights) or not run."""
     if g is None:
-        return (f"**Encoding, EmbeddingGemma-300M**: not measured (section `encode_gemma` not run; "
-                f"`python -m era_core.bench --only encode_gemma`).")
+        return ("**Encoding, EmbeddingGemma-300M**: not measured (section `encode_gemma` not run; "
+                "`python -m era_core.bench --only encode_gemma`).")
     if g.get("skipped"):
         return f"**Encoding, EmbeddingGemma-300M**: skipped, {g['skipped']}."
     note = (f", {g['n_passages']} passages and {g['n_queries']} queries with the model's prompts, medians of "

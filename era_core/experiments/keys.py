@@ -5,10 +5,13 @@ from __future__ import annotations
 import functools
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from era_core.experiments.setup import Setup, get_encoder
 from era_core.io import dumps_json
+
+if TYPE_CHECKING:  # train (and torch) load only when a configuration is built
+    from era_core.train import AlignmentConfig, LabelConfig
 
 
 def config_hash(obj: Any) -> str:
@@ -16,7 +19,7 @@ def config_hash(obj: Any) -> str:
     return hashlib.sha256(dumps_json(obj).encode()).hexdigest()[:16]
 
 
-def align_config(p: dict[str, Any], seed: int, device: str):
+def align_config(p: dict[str, Any], seed: int, device: str) -> "AlignmentConfig":
     """Phase 1 configuration from notebook parameters."""
     from era_core.train import AlignmentConfig
 
@@ -27,7 +30,7 @@ def align_config(p: dict[str, Any], seed: int, device: str):
     )
 
 
-def label_config(p: dict[str, Any], train_ratio: float, seed: int, device: str):
+def label_config(p: dict[str, Any], train_ratio: float, seed: int, device: str) -> "LabelConfig":
     """Phase 2 configuration from notebook parameters."""
     from era_core.train import LabelConfig
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -16,6 +16,9 @@ from era_core.experiments.embeddings import embed_corpus
 from era_core.experiments.keys import code_version, config_hash, encoder_identity
 from era_core.experiments.setup import Setup, get_encoder, unit_fingerprints
 from era_core.io import read_json, sha256_file, write_json
+
+if TYPE_CHECKING:
+    from era_core.train import AlignmentConfig
 
 
 def per_task_sample(units: list[Unit], samples_per_task: int, seed: int) -> list[tuple[Unit, list[int]]]:
@@ -41,7 +44,8 @@ def per_task_sample(units: list[Unit], samples_per_task: int, seed: int) -> list
     return out
 
 
-def alignment_pairs(units: list[Unit], setup: Setup, samples_per_task: int, eval_ratio: float, seed: int):
+def alignment_pairs(units: list[Unit], setup: Setup, samples_per_task: int, eval_ratio: float, seed: int,
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Encode only the sampled documents with the large model (spec §9.11) and pair them with small-model vectors."""
     from era_core.train import alignment_holdout
 
@@ -59,7 +63,7 @@ def alignment_pairs(units: list[Unit], setup: Setup, samples_per_task: int, eval
     return x[tr], y[tr], x[ev], y[ev]
 
 
-def train_alignment_cached(units: list[Unit], setup: Setup, cfg) -> tuple[Any, dict[str, Any]]:
+def train_alignment_cached(units: list[Unit], setup: Setup, cfg: "AlignmentConfig") -> tuple[Any, dict[str, Any]]:
     """Phase 1, reused across a train-ratio sweep through the adapter cache keyed by its full configuration (§3.3)."""
     from era_core.adapter import load_adapter, save_adapter
     from era_core.train import train_alignment

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from era_core import paths
 from era_core.data import load_tasks
@@ -13,7 +14,7 @@ from era_core.experiments.setup import Setup, get_encoder
 from era_core.retrieval import topk_search
 
 
-def quickstart_compare(setup: Setup, *, task: str, query: str, adapter_dir: str, k: int = 10):
+def quickstart_compare(setup: Setup, *, task: str, query: str, adapter_dir: str, k: int = 10) -> tuple[Any, str]:
     """Top-``k`` documents of one query three ways: small→small, ERA large→small, large→large.
 
     With ``query=""`` the first test query of the task is used, and relevant documents are marked.

@@ -80,7 +80,7 @@ def summarise(per_query: dict[str, dict[str, dict[str, float]]], unit_domain: di
             "overall_query_weighted": weighted, "task_domain": {t: task_domain[t] for t in per_task}}
 
 
-def apply_and_score(adapter, embs: list, *, query_side: str, unit_domain: dict[str, str],
+def apply_and_score(adapter: Any, embs: list, *, query_side: str, unit_domain: dict[str, str],
                     runs: dict[str, dict] | None = None) -> dict[str, dict]:
     """Per-query metrics of every unit with ``adapter`` applied to its query vectors (all labelled queries).
 
