@@ -313,7 +313,7 @@ def test_two_processes_racing_on_one_key(tmp_path):
 
 # ----------------------------------------------------------------------------- sampled integrity
 
-import era_core.cache as cache_mod  # noqa: E402
+import era_core.cache.integrity as cache_mod  # noqa: E402  (where the sampled checks read these)
 from era_core.cache import clear_cache, lookup_entry, plan_entry  # noqa: E402
 
 MANY = [f"row {i}" for i in range(40)]

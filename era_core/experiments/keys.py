@@ -46,10 +46,10 @@ def label_config(p: dict[str, Any], train_ratio: float, seed: int, device: str) 
 
 #: Modules whose code decides a trained adapter or its scores; their source is part of every run key,
 #: so editing them reruns the affected runs instead of serving stale results.
-_CODE_MODULES = ("adapter", "negatives", "splits", "retrieval", "metrics", "data")
+_CODE_MODULES = ("negatives", "splits", "retrieval", "metrics", "data")
 #: Packages hashed whole (every ``.py`` below them): the offline builders decide which texts and labels a
-#: task holds; ``train`` and ``experiments`` train and score.
-_CODE_PACKAGES = ("offline", "train", "experiments")
+#: task holds; ``adapter``, ``train`` and ``experiments`` train and score.
+_CODE_PACKAGES = ("offline", "adapter", "train", "experiments")
 _ERA_CORE = Path(__file__).resolve().parent.parent
 
 

@@ -165,10 +165,13 @@ def _series(df: pd.DataFrame, **eq: Any) -> pd.DataFrame:
     return df[mask]
 
 
-def main_view(results: Path | str, main_instructions: str) -> pd.DataFrame:
-    """The long main frame restricted to one instruction setting (an error names the settings there are)."""
+def main_view(results: Path | str, main_instructions: str, long: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The long main frame (``long``, read from ``results`` when not given) restricted to one instruction setting.
+
+    An empty selection is an error that names the settings there are.
+    """
     _check_instructions(main_instructions)
-    long = main_frame(results)
+    long = main_frame(results) if long is None else long
     view = long[long.instructions == main_instructions]
     if view.empty:
         raise EraError(f"no results with instructions={main_instructions!r}; available: "

@@ -111,8 +111,8 @@ def _ratio_text(r: float) -> str:
 
 def main_table(results: Path | str = paths.RESULTS, main_instructions: str = "on") -> list[Path]:
     """Write ``tables/main.{csv,md,tex}``: CSV has both instruction settings, views the main one."""
-    view = main_view(results, main_instructions)
     long = main_frame(results)
+    view = main_view(results, main_instructions, long)
     cols = _domains(view.domain) + [OVERALL]
     keys, means, stds, counts = _grid(view, ["method", "train_ratio"], "domain", cols)
     labels = pd.DataFrame({"Method": [METHOD_LABELS[m] for m in keys.method],
