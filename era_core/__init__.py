@@ -59,7 +59,7 @@ def train_adapter(data: str | Path, out: str | Path, *, query_model: str, doc_mo
         raise EraError("training failed; the message above says why")
     from era_core.experiments import make_run_id
 
-    return Path(out) / "runs" / "own" / make_run_id(mode, overrides.get("instructions", "on") == "on", train_ratio, seed, {})
+    return Path(out) / "runs" / "own" / make_run_id(mode, overrides.get("instructions", "native"), train_ratio, seed, {})
 
 
 def evaluate_adapter(data: str | Path, out: str | Path, *, adapter: str | Path | None = None,

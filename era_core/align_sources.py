@@ -8,10 +8,16 @@ Three sources (issue 17 §3), each a value of the ``align_source`` parameter:
   no text in any task's corpus and no query text of any task (compared after whitespace/case
   normalisation). Offline benchmarks only: MAIR ships each task's corpus and nothing beyond it.
 - ``train_queries``: the texts of the train-split queries (§3.2.1, for the cell's seed and train
-  ratio), never validation or test queries, and no labels. They go through the query template (with
-  the study's instruction setting) on *both* sides: the adapter is applied to exactly these large-model
-  query vectors at test time, and the target is the small model's own query vector of the same text.
-  Both come from the labelled-query caches, so this source encodes nothing new.
+  ratio), never validation or test queries, and no labels. Both sides encode the bare query text,
+  never an instruction: an identical-text pair, like the documents (an instruction template would
+  make one instruction direction dominate the targets). Models with their own query prompt
+  (EmbeddingGemma) keep it. These are the ``native`` query vectors of uninstructed models, so for
+  them this source encodes nothing new.
+
+- ``all_texts``: a diagnostic ceiling, not a method: every document of every task and every labelled
+  query's bare text, *test queries included* (texts only, never a label). It always takes everything,
+  whatever the size, and says how far more identical-text data of this kind could lift ERA on the pair.
+  No new encoding: the corpora and the bare queries are in the zero-shot caches.
 
 Sizes are nested: the texts of a source are ordered once (tasks interleaved round-robin, each task
 shuffled by ``Random(f"{sample_seed}/{task index}")``), and size ``n`` takes the first ``n`` of that
@@ -32,7 +38,7 @@ from era_core.cache import embed_texts
 from era_core.data import Task, load_tasks
 from era_core.errors import ParamsError
 
-SOURCES = ("task_docs", "corpus_pool", "train_queries")
+SOURCES = ("task_docs", "corpus_pool", "train_queries", "all_texts")
 #: corpus_pool texts are encoded in blocks of this many (in sample order), so a larger size reuses
 #: every block a smaller one cached.
 POOL_BLOCK = 1000
@@ -206,10 +212,9 @@ def train_query_rows(units: list[Task], seed: int, train_ratio: float, val_ratio
 
 
 def train_queries_pairs(units: list[Task], setup: Any, size: int, sample_seed: int, *, seed: int,
-                        train_ratio: float, val_ratio: float, eval_ratio: float,
-                        use_instructions: bool) -> SourcePairs:
-    """A nested sample of train-split query texts, as (large, small) query vectors from the query caches."""
-    from era_core.experiments import embed_queries, query_inputs
+                        train_ratio: float, val_ratio: float, eval_ratio: float) -> SourcePairs:
+    """A nested sample of train-split query texts, as (large, small) vectors of the bare texts (cached)."""
+    from era_core.experiments import embed_raw_queries, query_inputs
 
     rows = train_query_rows(units, seed, train_ratio, val_ratio, eval_ratio)
     keys = [units[ui].task_name for ui, _ in rows]
@@ -217,28 +222,44 @@ def train_queries_pairs(units: list[Task], setup: Any, size: int, sample_seed: i
     need = sorted({units[rows[i][0]].name for i in chosen})
     vecs = {}
     for unit in (u for u in units if u.name in need):
-        vecs[unit.name] = (embed_queries(setup.large_model, unit, setup, use_instructions),
-                           embed_queries(setup.small_model, unit, setup, use_instructions),
-                           query_inputs(unit, use_instructions)[1])
+        vecs[unit.name] = (embed_raw_queries(setup.large_model, unit, setup),
+                           embed_raw_queries(setup.small_model, unit, setup), query_inputs(unit)[1])
     picked = [(units[rows[i][0]].name, rows[i][1]) for i in chosen]
     x = np.stack([vecs[u][0][r] for u, r in picked])
     y = np.stack([vecs[u][1][r] for u, r in picked])
     return SourcePairs("train_queries", x, y, [vecs[u][2][r] for u, r in picked], len(rows))
 
 
+# ---------------------------------------------------------------- all_texts (diagnostic ceiling)
+
+
+def all_texts_pairs(units: list[Task], setup: Any) -> SourcePairs:
+    """Every corpus document and every labelled query's bare text of ``units``, through both models (cached)."""
+    from era_core.experiments import embed_corpus, embed_raw_queries, query_inputs
+
+    xs, ys, texts = [], [], []
+    for unit in units:
+        xs += [embed_corpus(setup.large_model, unit, setup), embed_raw_queries(setup.large_model, unit, setup)]
+        ys += [embed_corpus(setup.small_model, unit, setup), embed_raw_queries(setup.small_model, unit, setup)]
+        texts += list(unit.corpus.values()) + query_inputs(unit)[1]
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    return SourcePairs("all_texts", x, y, texts, len(x))
+
+
 # ---------------------------------------------------------------- one entry point
 
 
 def source_pairs(source: str, units: list[Task], setup: Any, size: int, *, seed: int, sample_seed: int,
-                 samples_per_task: int, train_ratio: float, val_ratio: float, eval_ratio: float,
-                 use_instructions: bool) -> SourcePairs:
+                 samples_per_task: int, train_ratio: float, val_ratio: float, eval_ratio: float) -> SourcePairs:
     """The size-``size`` sample of ``source`` (capped by what it has), rows in source order."""
     check_source(source, setup.benchmark)
     if source == "corpus_pool":
         return corpus_pool_pairs(setup, size, sample_seed)
+    if source == "all_texts":
+        return all_texts_pairs(units, setup)
     if source == "train_queries":
         return train_queries_pairs(units, setup, size, sample_seed, seed=seed, train_ratio=train_ratio,
-                                   val_ratio=val_ratio, eval_ratio=eval_ratio, use_instructions=use_instructions)
+                                   val_ratio=val_ratio, eval_ratio=eval_ratio)
     x, y, texts, keys = task_docs_full(units, setup, samples_per_task, seed)
     rows = nested_rows(_group_sizes(keys), min(size, len(keys)), sample_seed)
     return SourcePairs("task_docs", x[rows], y[rows], [texts[i] for i in rows], len(keys))

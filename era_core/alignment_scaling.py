@@ -56,7 +56,7 @@ class StudyContext:
             self._pairs[memo] = src.source_pairs(
                 source, self.pool.units, self.setup, size, seed=seed, sample_seed=p["align_sample_seed"],
                 samples_per_task=p["align_samples_per_task"], train_ratio=p["scaling_ratio"],
-                val_ratio=p["val_ratio"], eval_ratio=p["eval_ratio"], use_instructions=p["use_instructions"])
+                val_ratio=p["val_ratio"], eval_ratio=p["eval_ratio"])
         return self._pairs[memo]
 
 
@@ -108,7 +108,7 @@ def _era_from(ctx: StudyContext, adapter, acfg, seed: int, keep: dict[str, list[
     from era_core.seeding import seed_everything
 
     p = {**ctx.p, "label_lr": ctx.label_lr}
-    embs = ctx.pool.get(ctx.p["use_instructions"])
+    embs = ctx.pool.get(ctx.p["instructions"])
     seed_everything(seed)
     lcfg = ex.label_config(p, ctx.p["scaling_ratio"], seed, ctx.setup.device)
     result = train_era(embs, "both", align_cfg=acfg, label_cfg=lcfg, alignment_adapter=adapter,
@@ -146,7 +146,7 @@ def run_cell(ctx: StudyContext, source: str, n: int, init: str, seed: int) -> di
     t0 = time.perf_counter()
     phase1 = train_alignment(*src.holdout_split(pairs, ctx.p["align_eval_ratio"], seed), acfg,
                              progress=ctx.setup.progress)
-    embs = ctx.pool.get(ctx.p["use_instructions"])
+    embs = ctx.pool.get(ctx.p["instructions"])
     unit_domain = {te.name: te.domain for te in embs}
     keep = ex.test_qids(embs, seed, ctx.p["val_ratio"], ctx.p["eval_ratio"])
     era = _era_from(ctx, phase1.adapter, acfg, seed, keep)
@@ -154,8 +154,8 @@ def run_cell(ctx: StudyContext, source: str, n: int, init: str, seed: int) -> di
         "protocol": PROTOCOL, "source": source, "n_pairs": len(pairs.x), "n_available": pairs.n_available,
         "n_train": phase1.num_train, "n_eval": phase1.num_eval, "init": init, "seed": seed,
         "eval_cosine": phase1.eval_cosine, "final_eval_loss": phase1.history[-1]["eval_loss"],
-        "train_ratio": ctx.p["scaling_ratio"], "label_lr": ctx.label_lr,
-        "instructions": "on" if ctx.p["use_instructions"] else "off",
+        "query_cosine": ex.query_side_cosine(phase1.adapter, embs),
+        "train_ratio": ctx.p["scaling_ratio"], "label_lr": ctx.label_lr, "instructions": ctx.p["instructions"],
         "methods": {"alignment_only": _score(phase1.adapter, embs, keep, unit_domain),
                     "era": {**_score(era.adapter, embs, keep, unit_domain),
                             "best_epoch": era.label.best_epoch if era.label else None}},
@@ -171,15 +171,15 @@ def _label_lr(pool: ex.EmbeddingPool, p: dict[str, Any], results: Path, seed: in
     """Phase 2's lr: ``label_lr``, or chosen from ``label_lr_grid`` by ERA's validation loss (faithful Phase 1)."""
     if not split_csv(p["label_lr_grid"]):
         return p["label_lr"], None
-    sel_p = {**p, "train_ratio": p["scaling_ratio"], "seeds": str(seed)}
-    sel = ex.select_label_lr(pool, sel_p, results, ["era"], fold={"study": PROTOCOL})
+    sel = ex.select_label_lr(pool, p, results, ["era"], instructions=p["instructions"], train_ratio=p["scaling_ratio"],
+                             seed=seed, fold={"study": PROTOCOL})
     return sel["era"]["chosen"], sel["era"]
 
 
 def alignment_scaling(setup: ex.Setup, p: dict[str, Any], results: Path) -> dict[str, Any]:
     """Run (or resume) every cell and write ``results/alignment_scaling.json``; returns its content."""
     pool = ex.EmbeddingPool(setup, ex.load_units(setup))
-    embs = pool.get(p["use_instructions"])
+    embs = pool.get(p["instructions"])
     plan = parse_study(p, embs[0].q_large.shape[1], embs[0].docs_small.shape[1])
     label_lr, selection = _label_lr(pool, p, results, plan["seeds"][0])
     ctx = StudyContext(setup, pool, p, Path(results), label_lr)

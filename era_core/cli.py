@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from era_core.errors import EraError, ParamsError
+from era_core.instructions import INSTRUCTION_SETTINGS
+from era_core.methods import METHODS
 
-MODES = ("era", "label_only", "alignment_only", "small_adapter", "fused", "residual_mlp")
 
 
 def _setup(data: Path, units: list, query_model: str, doc_model: str, max_length: int) -> Any:
@@ -49,9 +50,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         p["label_epochs"] = args.label_epochs
     pool = EmbeddingPool(_setup(folder, units, args.query_model, args.doc_model, args.max_length), units)
     out = Path(args.out)
-    summary = run_job("own", args.mode, seed=args.seed, train_ratio=args.train_ratio, use_instructions=args.instructions == "on",
+    summary = run_job("own", args.mode, seed=args.seed, train_ratio=args.train_ratio, instructions=args.instructions,
                       train_names=[u.name for u in units], pool=pool, p=p, results=out)
-    run = run_dir(out, "own", make_run_id(args.mode, args.instructions == "on", args.train_ratio, args.seed, {}))
+    run = run_dir(out, "own", make_run_id(args.mode, args.instructions, args.train_ratio, args.seed, {}))
     print(f"trained {args.mode}: test nDCG@10 {summary['scopes']['test']['overall'].get('ndcg@10', float('nan')):.4f}; "
           f"run folder {run}")
     return 0
@@ -78,13 +79,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         qkey = dkey = args.model
     setup = _setup(folder, units, qkey, dkey, args.max_length)
-    on = args.instructions == "on"
     per_query, runs = {}, {}
     for u in units:
-        qids, _, _ = query_inputs(u, on)
-        q = embed_queries(qkey, u, setup, on)
+        qids, _, _ = query_inputs(u)
+        q = embed_queries(qkey, u, setup, args.instructions)
         if isinstance(adapter, FusedAdapter):
-            q = fuse_queries(q, embed_queries(dkey, u, setup, on), adapter)
+            q = fuse_queries(q, embed_queries(dkey, u, setup, args.instructions), adapter)
         q = apply_adapter(adapter, q) if adapter is not None else q
         per_query[u.name] = score_unit(np.asarray(q), embed_corpus(dkey, u, setup), qids, list(u.corpus), u.qrels,
                                        run_out=runs.setdefault(u.name, {}))
@@ -118,14 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--data", required=True, help="BEIR-format folder (or a folder of them) or MAIR-format folder")
         p.add_argument("--split", default="test", help="BEIR qrels split to read (qrels/<split>.tsv; default: test)")
         p.add_argument("--max-length", type=int, default=128, help="token truncation length (default: 128)")
-        p.add_argument("--instructions", choices=("on", "off"), default="on", help="use query instructions (default: on)")
+        p.add_argument("--instructions", choices=INSTRUCTION_SETTINGS, default="native",
+                       help="native (default): each encoder gets instructions only if it was trained on them, as the "
+                            "reference does; forced: every encoder gets the instruction template (a stress test)")
         p.add_argument("--out", required=True, help="output folder")
 
     t = sub.add_parser("train", help="train an adapter on your data", description=cmd_train.__doc__)
     data_args(t)
     t.add_argument("--query-model", required=True, help="query-side (large) encoder key, e.g. minilm-l6")
     t.add_argument("--doc-model", required=True, help="document-side (small) encoder key, e.g. minilm-l3-onnx")
-    t.add_argument("--mode", choices=MODES, default="era", help="training method (default: era)")
+    t.add_argument("--mode", choices=list(METHODS), default="era",
+                   help="training method (default: era)")
     t.add_argument("--train-ratio", type=float, default=0.4, help="share of labelled queries to train on (default: 0.4)")
     t.add_argument("--seed", type=int, default=42, help="seed of the split and training (default: 42)")
     t.add_argument("--align-epochs", type=int, default=None, help="Phase 1 epochs (default: the package default)")

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from era_core import paths
+from era_core.instructions import INSTRUCTION_SETTINGS
 from era_core.errors import EraError, ParamsError
 
 ROLES = ("document", "query", "sample")
@@ -150,16 +151,17 @@ class Job:
     plan: Any  # era_core.cache.EntryPlan
 
 
-def unit_requests(unit: Any, role: str, *, use_instructions: bool, samples_per_task: int, seed: int
+def unit_requests(unit: Any, role: str, *, encoder: Any, instructions: str, samples_per_task: int, seed: int
                   ) -> tuple[list[str], list[str] | None, str]:
-    """The (texts, instructions, cache role) the experiments ask the cache for, for one unit and role."""
+    """The (texts, instructions, cache role) the experiments ask the cache for, for one unit and role, when
+    ``encoder`` embeds it under the instruction setting ``instructions``."""
     if role == "document":
         return list(unit.corpus.values()), None, "document"
     if role == "query":
-        from era_core.experiments import query_inputs
+        from era_core.experiments import model_instructions, query_inputs
 
-        _, texts, instructions = query_inputs(unit, use_instructions)
-        return texts, instructions, "query"
+        _, texts, inst = query_inputs(unit)
+        return texts, model_instructions(encoder, instructions, inst), "query"
     if role == "sample":
         from era_core.train import alignment_sample
 
@@ -170,7 +172,7 @@ def unit_requests(unit: Any, role: str, *, use_instructions: bool, samples_per_t
     raise ParamsError(f"unknown role {role!r}; allowed: {', '.join(ROLES)}")
 
 
-def build_jobs(encoder: Any, units: Sequence[Any], roles: Sequence[str], *, use_instructions: bool = True,
+def build_jobs(encoder: Any, units: Sequence[Any], roles: Sequence[str], *, instructions: str = "native",
                samples_per_task: int = 1000, seed: int = 42, root: Path | None = None, shard_size: int = 1024
                ) -> list[Job]:
     """Plan every (unit, role) entry in a fixed order; empty requests are skipped."""
@@ -180,7 +182,7 @@ def build_jobs(encoder: Any, units: Sequence[Any], roles: Sequence[str], *, use_
     for unit in units:
         for role in roles:
             texts, instructions, cache_role = unit_requests(
-                unit, role, use_instructions=use_instructions, samples_per_task=samples_per_task, seed=seed)
+                unit, role, encoder=encoder, instructions=instructions, samples_per_task=samples_per_task, seed=seed)
             if not texts:
                 continue
             plan = plan_entry(encoder, texts, role=cache_role, instructions=instructions, root=root,
@@ -282,8 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--role", default="document,query",
                     help="comma-separated: document (the full corpus), query (labelled queries), sample (the "
                          "Phase 1 alignment sample of the corpus: all the large model needs) (default: %(default)s)")
-    ap.add_argument("--instructions", default="on", choices=("on", "off", "both"),
-                    help="query instructions, as the notebooks' instruction settings (default: on)")
+    ap.add_argument("--instructions", default="native", choices=(*INSTRUCTION_SETTINGS, "both"),
+                    help="query instruction setting, as the notebooks' (native, forced, or both; default: native)")
     ap.add_argument("--samples-per-task", type=int, default=1000, help="Phase 1 sample size per unit (align_samples_per_task)")
     ap.add_argument("--seed", type=int, default=42, help="Phase 1 sampling seed (the notebooks' seed)")
     ap.add_argument("--max-length", type=int, default=None,
@@ -339,12 +341,12 @@ def _load_units(args: argparse.Namespace, tasks: list[str], ctx: DistContext, pr
 
 def _all_jobs(args: argparse.Namespace, encoder: Any, units: list[Any], roles: list[str]) -> list[Job]:
     """The cache entries to fill, each once (queries per instruction setting, documents once)."""
-    settings = {"on": [True], "off": [False], "both": [True, False]}[args.instructions]
+    settings = list(INSTRUCTION_SETTINGS) if args.instructions == "both" else [args.instructions]
     root = Path(args.cache_dir) if args.cache_dir else None
     jobs: list[Job] = []
-    for use_instructions in settings:
-        q_roles = roles if use_instructions == settings[0] else [r for r in roles if r == "query"]
-        jobs += build_jobs(encoder, units, q_roles, use_instructions=use_instructions,
+    for setting in settings:
+        q_roles = roles if setting == settings[0] else [r for r in roles if r == "query"]
+        jobs += build_jobs(encoder, units, q_roles, instructions=setting,
                            samples_per_task=args.samples_per_task, seed=args.seed, root=root,
                            shard_size=args.shard_size)
     return list({j.plan.key: j for j in jobs}.values())  # an entry requested twice is filled once

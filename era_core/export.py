@@ -283,6 +283,7 @@ def export_sentence_transformers(source: Any, out: Path | str, *, query_model: s
     from sentence_transformers.base.modules import Normalize, Router
 
     from era_core.encoders import REGISTRY
+    from era_core.instructions import query_instructions
 
     src = resolve_source(source, query_model=query_model, doc_model=doc_model, max_length=max_length)
     for key in (src.query_model, src.doc_model):
@@ -296,7 +297,13 @@ def export_sentence_transformers(source: Any, out: Path | str, *, query_model: s
     out = Path(out)
     prompts = {"query": qspec.query_prefix, "document": dspec.document_prefix}
     named = dict(instructions or {})
-    task_instructions = _run_instructions(src.run) if src.run is not None else {}
+    setting = src.card.get("instructions", "native")
+    instructed = query_instructions(qspec, setting, "x") is not None
+    if named and not instructed:
+        raise ExportError(f"this adapter was trained on bare queries of {src.query_model} (instruction setting "
+                          f"{setting!r}: the model was not trained on instructions), so instruction prompts would feed "
+                          "it inputs it never saw; export without instructions, or train with instructions 'forced'")
+    task_instructions = _run_instructions(src.run) if src.run is not None and instructed else {}
     for name, inst in named.items():
         if name in ("query", "document"):
             raise ParamsError(f"instruction name {name!r} is reserved; pick another prompt name")
@@ -315,7 +322,8 @@ def export_sentence_transformers(source: Any, out: Path | str, *, query_model: s
         cfg = read_json(stage / "config_sentence_transformers.json")
         cfg["era"] = {"query_model": src.query_model, "doc_model": src.doc_model, "max_length": src.max_length,
                       "query_prefix": qspec.query_prefix, "document_prefix": dspec.document_prefix,
-                      "instruction_template": qspec.query_template,
+                      "instruction_template": qspec.query_template if instructed else None,
+                      "instructions": setting,
                       "method": src.card.get("method"), "adapter": [dense.in_features, dense.out_features],
                       "task_instructions": task_instructions}
         write_json(stage / "config_sentence_transformers.json", cfg)
@@ -390,9 +398,12 @@ def model_card_markdown(src: ExportSource, prompts: Mapping[str, str]) -> str:
               "model = SentenceTransformer('path/to/this/folder')",
               "docs = model.encode_document(['a document'])   # the document model, unchanged",
               "queries = model.encode_query(['a query'])       # query model + adapter, in the document space",
-              "print(model.similarity(queries, docs))", "```", "",
-              f"Instructions follow the template `{q.query_template!r}`; pass one as a prompt, e.g. "
-              f"`model.encode_query(q, prompt={instruction_prefix(q.query_template, 'Retrieve the answer')!r})`."]
+              "print(model.similarity(queries, docs))", "```", ""]
+    if card.get("instructions", "native") == "native" and not q.instructed:
+        lines.append(f"The adapter was trained on bare queries: `{q.hub_id}` takes no instructions, so pass none.")
+    else:
+        lines.append(f"Instructions follow the template `{q.query_template!r}`; pass one as a prompt, e.g. "
+                     f"`model.encode_query(q, prompt={instruction_prefix(q.query_template, 'Retrieve the answer')!r})`.")
     extra = sorted(k for k in prompts if k not in ("query", "document"))
     if extra:
         lines.append(f"Named prompts (`prompt_name=`) for the training tasks: {', '.join(f'`{k}`' for k in extra)}.")

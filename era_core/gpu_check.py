@@ -80,7 +80,7 @@ def training_check(devices: list[str], *, tasks: list[str] | None, large: str, s
     names = tuple(tasks) if tasks else tuple(__import__("era_core.data", fromlist=["list_tasks"]).list_tasks(SMOKE))
     setup = Setup(benchmark=SMOKE, tasks=names, large_model=large, small_model=small, progress=False)
     units = load_units(setup)
-    embs = task_embeddings(units, setup, True)  # encoded once on CPU through the cache
+    embs = task_embeddings(units, setup, "native")  # encoded once on CPU through the cache
     from era_core.experiments import embed_corpus
 
     x = np.concatenate([embed_corpus(large, u, setup) for u in units])

@@ -103,7 +103,7 @@ def teacher_query_vectors(
 
     - An alignment adapter is given (mode ``both``): ``normalize(A_align(q_large))``; the frozen
       Phase 1 adapter, not the one being trained.
-    - Otherwise the small model's own instructed query vectors ``q_small`` when available
+    - Otherwise the small model's own query vectors ``q_small`` (same instruction setting) when available
       (``label_only`` and ``small_adapter``).
     - Otherwise, if ``q_large`` already has the document dimension (same-model pairs), the
       large query vectors themselves.

@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from era_core.errors import EraError, ParamsError
+from era_core.instructions import INSTRUCTION_SETTINGS
+from era_core.methods import METHODS as METHOD_RECORDS
 
-METHODS = ("era", "label_only", "alignment_only", "small_adapter", "fused", "residual_mlp")
-INSTRUCTION_SETTINGS = ("on", "off")
+METHODS = tuple(METHOD_RECORDS)
 ALIGN_LOSSES = ("cosine", "mse", "smooth_l1")
 ALIGN_INITS = ("default", "ridge", "procrustes")
 NEG_STRATEGIES = ("random", "naive_topk", "topk_percpos")
-SCHEDULES = ("reference", "warmup_linear", "constant")
+SCHEDULES = ("reference", "constant")
 DEVICES = ("cpu", "cuda", "auto")
 DTYPES = ("float32", "float16", "bfloat16", "auto")
 BENCHMARKS = ("offline", "offline-smoke", "mair")
@@ -75,6 +76,11 @@ def _ratio_list(name: str, value: Any) -> None:
         except ValueError:
             raise ParamsError(f"parameter {name} has {item!r}, which is not a number; example: '0.1,0.2,0.4'") from None
         _ratio(name, r)
+
+
+def _ratio_list_or_empty(name: str, value: Any) -> None:
+    if split_csv(value):
+        _ratio_list(name, value)
 
 
 def _int_list(name: str, value: Any) -> None:
@@ -197,23 +203,38 @@ SWEEP = {
     "methods": Param(str, "era,label_only,alignment_only,small_adapter", _csv_choice(METHODS), "methods to train"),
     "train_ratios": Param(str, "0.1,0.4", _ratio_list, "comma-separated train ratios"),
     "seeds": Param(str, "42", _int_list, "comma-separated seeds (seed 42 is the reference's split)"),
-    "instruction_settings": Param(str, "on", _csv_choice(INSTRUCTION_SETTINGS), "query instructions on, off or both"),
+    "instruction_settings": Param(str, "native", _csv_choice(INSTRUCTION_SETTINGS),
+                                  "instruction settings, the headline first: native (each encoder instructed only "
+                                  "if trained on instructions, as the reference) and/or forced (the template on "
+                                  "every encoder: a stress test)"),
 }
+#: The in-domain sweep's extra cells (03_training).
+SWEEP_EXTRA = {
+    "stress_ratios": Param(str, "", _ratio_list_or_empty,
+                           "train ratios of the instruction settings after the first ('' = all of train_ratios)"),
+    "remine_ratios": Param(str, "", _ratio_list_or_empty,
+                           "train ratios at which the headline setting also runs each Phase 2 method's re-mined "
+                           "variant (<method>+remine; '' = none)"),
+}
+INSTRUCTIONS = Param(str, "native", _choice(INSTRUCTION_SETTINGS),
+                     "instruction setting: native (as the reference) or forced (the template on every encoder)")
 PROTOCOL = {
     "methods": Param(str, "era", _csv_choice(METHODS), "methods to train"),
     "train_ratio": Param(float, 0.4, _ratio, "train ratio of the training tasks"),
     "seeds": Param(str, "42", _int_list, "comma-separated seeds"),
-    "use_instructions": Param(bool, True, None, "query instructions on"),
+    "instructions": INSTRUCTIONS,
     "domains": Param(str, "all", None, "'all' or comma-separated domains to hold out / train on"),
 }
 
-ALIGN_SOURCES = ("task_docs", "corpus_pool", "train_queries")
+ALIGN_SOURCES = ("task_docs", "corpus_pool", "train_queries", "all_texts")
 #: The Phase 1 scaling study of 02_alignment (era_core.alignment_scaling, issue 17 §3).
 ALIGN_SCALING = {
     "run_scaling": Param(bool, True, None, "run the Phase 1 scaling study (text sources x sizes x solvers)"),
     "align_sources": Param(str, "task_docs,corpus_pool,train_queries", _csv_choice(ALIGN_SOURCES),
                            "Phase 1 text sources of the study: task_docs (the reference), corpus_pool (unused "
-                           "source texts, offline only), train_queries (train-split query texts, no labels)"),
+                           "source texts, offline only), train_queries (train-split query texts, no labels), "
+                           "all_texts (a diagnostic ceiling: every document and every query text, test queries "
+                           "included, no labels)"),
     "align_sizes": Param(str, "200,400", _int_list, "numbers of identical-text pairs drawn per source (nested, "
                                                     "capped by what the source has)"),
     "align_sample_seed": Param(int, 42, _non_negative, "seed of the nested sample order (fixed across seeds, so "
@@ -222,7 +243,7 @@ ALIGN_SCALING = {
                            "Phase 1 solvers: AdamW from the default init, closed-form ridge, Procrustes (equal dims)"),
     "scaling_ratio": Param(float, 0.4, _ratio, "train ratio of the downstream ERA runs"),
     "scaling_seeds": Param(str, "42", _int_list, "seeds of the study (each redraws hold-out, split and Phase 2)"),
-    "use_instructions": Param(bool, True, None, "query instructions on in the downstream scoring"),
+    "instructions": INSTRUCTIONS,
 }
 
 SCHEMAS: dict[str, dict[str, Param]] = {
@@ -241,7 +262,7 @@ SCHEMAS: dict[str, dict[str, Param]] = {
         "eval_ratio": LABEL["eval_ratio"],
     },
     "02_alignment": {**COMMON, **ALIGN, **LABEL, **ALIGN_SCALING},
-    "03_training": {**COMMON, **ALIGN, **LABEL, **SWEEP},
+    "03_training": {**COMMON, **ALIGN, **LABEL, **SWEEP, **SWEEP_EXTRA},
     "04_lodo": {**COMMON, **ALIGN, **LABEL, **PROTOCOL},
     "05_domain_specific": {**COMMON, **ALIGN, **LABEL, **PROTOCOL},
     "07_encoder_pairs": {
@@ -253,9 +274,20 @@ SCHEMAS: dict[str, dict[str, Param]] = {
         "seeds": SWEEP["seeds"],
         "instruction_settings": SWEEP["instruction_settings"],
     },
+    "08_alignment_ladder": {
+        **{k: v for k, v in COMMON.items() if k != "small_model"},
+        **ALIGN, **LABEL,
+        "ladder_dims": Param(str, "64,128", _int_list, "index widths: the query model truncated to its first k dims"),
+        "ladder_sizes": Param(str, "250,1000", _int_list, "Phase 1 pair counts of the fitted rungs (the 'all' and "
+                                                           "'exact' rungs always run)"),
+        "align_sample_seed": ALIGN_SCALING["align_sample_seed"],
+        "train_ratios": Param(str, "0.1,0.4", _ratio_list, "train ratios of ERA, the control and fused"),
+        "seeds": SWEEP["seeds"],
+        "instructions": INSTRUCTIONS,
+    },
     "06_figures": {
         "bar_ratio": Param(float, 0.4, _ratio, "train ratio shown in the per-domain bar chart"),
-        "main_instructions": Param(str, "on", _choice(INSTRUCTION_SETTINGS), "instruction setting of the main table"),
+        "main_instructions": Param(str, "native", _choice(INSTRUCTION_SETTINGS), "instruction setting of the main table"),
     },
 }
 
@@ -301,6 +333,7 @@ def validate(notebook: str, values: dict[str, Any], *, partial: bool = False) ->
 
 def _check_cross(notebook: str, p: dict[str, Any]) -> None:
     ratios = [float(r) for r in split_csv(p["train_ratios"])] if "train_ratios" in p else []
+    ratios += [float(r) for r in split_csv(p.get("stress_ratios", "")) + split_csv(p.get("remine_ratios", ""))]
     if "train_ratio" in p:
         ratios.append(p["train_ratio"])
     if "val_ratio" in p:

@@ -167,11 +167,11 @@ def _hours(model: str, queries: int, docs: int, device: str, gpu: GpuAssumption)
 
 
 def _training_settings(p: dict[str, dict[str, Any]]) -> set[str]:
-    """Instruction settings any training notebook uses (03's list, 04's and 05's flag)."""
+    """Instruction settings any training notebook uses (03's list, 04's and 05's setting)."""
     from era_core.params import split_csv
 
     return set(split_csv(p["03_training"]["instruction_settings"])) | {
-        "on" if p[nb]["use_instructions"] else "off" for nb in ("04_lodo", "05_domain_specific")}
+        p[nb]["instructions"] for nb in ("04_lodo", "05_domain_specific")}
 
 
 def _pair_models(p: dict[str, dict[str, Any]], counted: set[str], counts: Any) -> list[tuple[str, str, int]]:

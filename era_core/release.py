@@ -12,7 +12,7 @@ from era_core.errors import EraError
 from era_core.io import atomic_write_text, read_json, write_json
 
 
-def largest_ratio_run(results: Path, method: str = "era", instructions: str = "on") -> Path:
+def largest_ratio_run(results: Path, method: str = "era", instructions: str = "native") -> Path:
     """The in-domain run folder of ``method`` with the largest train ratio (lowest seed on ties)."""
     root = results / "runs" / "in_domain"
     candidates = []
@@ -37,8 +37,11 @@ def model_card(run: Path) -> dict[str, Any]:
         "method": summary["method"],
         "query_model": large, "query_model_hub_id": REGISTRY[large].hub_id, "query_dim": REGISTRY[large].dim,
         "doc_model": small, "doc_model_hub_id": REGISTRY[small].hub_id, "doc_dim": REGISTRY[small].dim,
-        # The model's own query prompt (EmbeddingGemma's) stands in front of the instruction template.
-        "instruction_template": (enc["large"].get("query_prefix") or "") + (enc["large"].get("query_template") or ""),
+        # The model's own query prompt (EmbeddingGemma's) stands in front of the instruction template; a model
+        # that takes no instruction in the run's setting sees the bare query.
+        "instruction_template": (enc["large"].get("query_prefix") or "") + (
+            (enc["large"].get("query_template") or "{query}")
+            if summary["instructions"] == "forced" or enc["large"].get("instructed") else "{query}"),
         "benchmark": meta["config"]["params"]["benchmark"], "train_units": summary["train_units"],
         "train_ratio": summary["train_ratio"], "seed": summary["seed"], "instructions": summary["instructions"],
         "test_metrics_overall": summary["scopes"]["test"]["overall"],
@@ -54,7 +57,8 @@ def export_release(run: Path, out: Path) -> Path:
     card = model_card(run)
     adapter = load_adapter(run / "adapter.safetensors", expected_in_dim=card["query_dim"], expected_out_dim=card["doc_dim"])
     AdaptedQueryEncoder.save_adapter_folder(out, adapter, query_model=card["query_model"], doc_model=card["doc_model"],
-                                            instruction_template=card["instruction_template"], card=card)
+                                            instruction_template=card["instruction_template"], card=card,
+                                            instructions=card["instructions"])
     write_json(out / "model_card.json", card)
     lines = [f"# ERA adapter: {card['query_model']} → {card['doc_model']}", "",
              f"Maps {card['query_dim']}-d query vectors of `{card['query_model_hub_id']}` into the "

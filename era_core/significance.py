@@ -48,7 +48,7 @@ def _run_per_query(results: Path, instructions: str) -> dict[tuple[str, float], 
     for run in read_json(results / "training.json")["runs"]:
         if run["instructions"] != instructions:
             continue
-        run_id = make_run_id(run["method"], instructions == "on", run["train_ratio"], run["seed"], {})
+        run_id = make_run_id(run["method"], instructions, run["train_ratio"], run["seed"], {})
         path = run_dir(results, "in_domain", run_id) / PER_QUERY_FILE
         if not path.exists():
             raise EraError(f"{path} is missing; rerun 03_training (`make paper`) to write per-query values")
@@ -74,7 +74,7 @@ def query_differences(method: dict[int, PerQuery], baseline: dict[int, PerQuery]
     return np.array([np.mean(sums[k]) for k in sorted(sums)], dtype=np.float64)
 
 
-def main_significance(results: Path | str, instructions: str = "on", *, n_resamples: int = 10_000,
+def main_significance(results: Path | str, instructions: str = "native", *, n_resamples: int = 10_000,
                       seed: int = 0, alpha: float = 0.05) -> dict[str, Any]:
     """Every method (and ratio) of the main table against each baseline: mean difference, p, Holm-adjusted p."""
     results = Path(results)

@@ -187,7 +187,7 @@ class FakeEncoder:
 
 def test_adapted_query_encoder_formats_encodes_and_adapts():
     enc, a = FakeEncoder(), _adapter(6, 4)
-    aq = AdaptedQueryEncoder(enc, a, instruction="Find docs", doc_model="fake-small")
+    aq = AdaptedQueryEncoder(enc, a, instruction="Find docs", doc_model="fake-small", instructions="forced")
     out = aq.encode(["hello", "world"], progress=False)
     assert enc.formatted == ["Instruct: Find docs\nQuery: hello", "Instruct: Find docs\nQuery: world"]
     expected = apply_adapter(a, FakeEncoder().encode(enc.formatted))
@@ -198,17 +198,24 @@ def test_adapted_query_encoder_formats_encodes_and_adapts():
     assert enc.formatted[-1] == "Instruct: Other\nQuery: x"
     with pytest.raises(ParamsError, match="dim"):
         AdaptedQueryEncoder(FakeEncoder(dim=5), a)
+    # Natively (the default), a model that was not trained on instructions gets the bare query.
+    native = AdaptedQueryEncoder(FakeEncoder(), a, instruction="Find docs")
+    native.encode(["hello"], progress=False)
+    assert native.query_encoder.formatted == ["hello"]
+    with pytest.raises(ParamsError, match="native, forced"):
+        AdaptedQueryEncoder(FakeEncoder(), a, instructions="on")
 
 
 def test_save_and_from_pretrained_round_trip(tmp_path):
     enc, a = FakeEncoder(), _adapter(6, 4)
-    aq = AdaptedQueryEncoder(enc, a, instruction="Find docs", doc_model="fake-small")
+    aq = AdaptedQueryEncoder(enc, a, instruction="Find docs", doc_model="fake-small", instructions="forced")
     folder = aq.save_pretrained(tmp_path / "pkg", card={"train_ratio": 0.4})
     cfg = __import__("json").loads((folder / "config.json").read_text())
     assert cfg["query_model"] == "fake-large" and cfg["doc_model"] == "fake-small"
     assert cfg["in_dim"] == 6 and cfg["out_dim"] == 4
     assert cfg["instruction_template"] == "Instruct: {instruction}\nQuery: {query}"
     assert cfg["default_instruction"] == "Find docs" and cfg["card"] == {"train_ratio": 0.4}
+    assert cfg["instructions"] == "forced"
     back = AdaptedQueryEncoder.from_pretrained(folder, query_encoder=FakeEncoder())
     np.testing.assert_allclose(back.encode(["q1"], progress=False), aq.encode(["q1"], progress=False), atol=1e-6)
     with pytest.raises(ParamsError, match="fake-large"):
@@ -309,13 +316,15 @@ class FakeSmallEncoder(FakeEncoder):
 
 def test_fused_adapted_query_encoder_uses_both_encoders_and_round_trips(tmp_path, monkeypatch):
     large, small, fused = FakeEncoder(), FakeSmallEncoder(), _trained_fused()
-    aq = AdaptedQueryEncoder(large, fused, instruction="Find", doc_model="fake-small", small_query_encoder=small)
+    aq = AdaptedQueryEncoder(large, fused, instruction="Find", doc_model="fake-small", small_query_encoder=small,
+                             instructions="forced")
     out = aq.encode(["hello", "world"], progress=False)
     assert small.formatted == ["task: Find | query: hello", "task: Find | query: world"]
     expected = apply_adapter(fused, fuse_queries(FakeEncoder().encode(large.formatted), FakeSmallEncoder().encode(small.formatted)))
     np.testing.assert_allclose(out, expected, atol=1e-6)
     # The untrained control start reproduces the small model's own query vectors.
-    control = AdaptedQueryEncoder(FakeEncoder(), FusedAdapter.control_init(6, 4), small_query_encoder=FakeSmallEncoder())
+    control = AdaptedQueryEncoder(FakeEncoder(), FusedAdapter.control_init(6, 4), small_query_encoder=FakeSmallEncoder(),
+                                  instructions="forced")
     np.testing.assert_allclose(control.encode(["abc"], "Find", progress=False),
                                FakeSmallEncoder().encode(["task: Find | query: abc"]), atol=1e-6)
     folder = aq.save_pretrained(tmp_path / "pkg")

@@ -10,6 +10,7 @@ import pytest
 
 from era_core import align_sources as src
 from era_core import experiments as ex
+from era_core.cache import embed_texts
 from era_core.errors import ParamsError
 from era_core.params import SCHEMAS, validate
 from era_core.splits import split_queries
@@ -60,7 +61,7 @@ def test_task_docs_full_sample_is_exactly_todays_phase1_pairs(smoke, seed):
     today = ex.alignment_pairs(units, setup, p["align_samples_per_task"], p["align_eval_ratio"], seed)
     pairs = src.source_pairs("task_docs", units, setup, 10**9, seed=seed, sample_seed=p["align_sample_seed"],
                              samples_per_task=p["align_samples_per_task"], train_ratio=0.4, val_ratio=0.1,
-                             eval_ratio=0.5, use_instructions=True)
+                             eval_ratio=0.5)
     ours = src.holdout_split(pairs, p["align_eval_ratio"], seed)
     assert pairs.n_available == len(pairs.x) == sum(len(u.corpus) for u in units)  # smoke corpora are < 1000 docs
     for a, b in zip(ours, today):
@@ -69,8 +70,7 @@ def test_task_docs_full_sample_is_exactly_todays_phase1_pairs(smoke, seed):
 
 def test_task_docs_subsample_rows_are_the_full_samples_rows(smoke):
     setup, units, p = smoke
-    kw = dict(seed=42, sample_seed=5, samples_per_task=1000, train_ratio=0.4, val_ratio=0.1, eval_ratio=0.5,
-              use_instructions=True)
+    kw = dict(seed=42, sample_seed=5, samples_per_task=1000, train_ratio=0.4, val_ratio=0.1, eval_ratio=0.5)
     full = src.source_pairs("task_docs", units, setup, 10**9, **kw)
     part = src.source_pairs("task_docs", units, setup, 300, **kw)
     groups = [len(rows) for _, rows in ex.per_task_sample(units, 1000, 42)]
@@ -121,7 +121,7 @@ def test_corpus_pool_is_offline_only():
     with pytest.raises(ParamsError, match="offline benchmarks only"):
         src.check_source("corpus_pool", "mair")
     src.check_source("train_queries", "mair")
-    with pytest.raises(ParamsError, match="task_docs, corpus_pool, train_queries"):
+    with pytest.raises(ParamsError, match="task_docs, corpus_pool, train_queries, all_texts"):
         src.check_source("all_docs", "offline")
 
 
@@ -132,7 +132,7 @@ def test_corpus_pool_is_offline_only():
 def test_train_queries_are_the_train_split_and_never_val_or_test(smoke, seed, ratio):
     setup, units, _ = smoke
     pairs = src.train_queries_pairs(units, setup, 10**9, 42, seed=seed, train_ratio=ratio, val_ratio=0.1,
-                                    eval_ratio=0.5, use_instructions=True)
+                                    eval_ratio=0.5)
     train_texts, held_texts = [], set()
     for u in units:
         train, val, test = split_queries(u.labelled_qids(), ratio, 0.1, 0.5, seed=seed)
@@ -140,12 +140,38 @@ def test_train_queries_are_the_train_split_and_never_val_or_test(smoke, seed, ra
         held_texts |= {u.queries[q] for q in val + test}
     assert sorted(pairs.texts) == sorted(train_texts) and pairs.n_available == len(train_texts)
     assert not set(pairs.texts) & held_texts
-    # The vectors are the labelled-query cache rows of those texts (query template + instruction).
-    unit = units[0]
-    q_large = ex.embed_queries(LARGE, unit, setup, True)
-    row = {unit.queries[q]: i for i, q in enumerate(unit.labelled_qids())}
-    first = next(i for i, t in enumerate(pairs.texts) if t in row)
-    assert np.array_equal(pairs.x[first], q_large[row[pairs.texts[first]]])
+    # Identical texts on both sides: the bare query text, never an instruction (instructed targets would
+    # share one instruction direction). Both models' vectors equal a direct cache read of the raw text.
+    for unit in units:
+        _, texts, inst = ex.query_inputs(unit)
+        row = {t: i for i, t in enumerate(texts)}
+        mine = [i for i, t in enumerate(pairs.texts) if t in row]
+        for key, side in ((LARGE, pairs.x), (SMALL, pairs.y)):
+            enc = ex.get_encoder(key, setup)
+            raw = embed_texts(enc, texts, role="query", instructions=None, progress=False)
+            instructed = embed_texts(enc, texts, role="query", instructions=inst, progress=False)
+            assert np.array_equal(side[mine], raw[[row[pairs.texts[i]] for i in mine]])
+            if any(inst):
+                assert not np.allclose(side[mine], instructed[[row[pairs.texts[i]] for i in mine]])
     part = src.train_queries_pairs(units, setup, 40, 42, seed=seed, train_ratio=ratio, val_ratio=0.1,
-                                   eval_ratio=0.5, use_instructions=True)
+                                   eval_ratio=0.5)
     assert len(part.texts) == 40 and set(part.texts) < set(pairs.texts)
+
+
+# ---------------------------------------------------------------- all_texts (diagnostic ceiling)
+
+
+def test_all_texts_is_every_document_and_every_query_text_and_ignores_the_size(smoke):
+    setup, units, _ = smoke
+    kw = dict(seed=42, sample_seed=5, samples_per_task=1000, train_ratio=0.4, val_ratio=0.1, eval_ratio=0.5)
+    pairs = src.source_pairs("all_texts", units, setup, 10, **kw)
+    docs = [t for u in units for t in u.corpus.values()]
+    queries = [u.queries[q] for u in units for q in u.labelled_qids()]
+    assert len(pairs.x) == len(pairs.y) == pairs.n_available == len(docs) + len(queries)
+    assert sorted(pairs.texts) == sorted(docs + queries)  # test queries included: a ceiling, not a method
+    unit = units[0]
+    small = ex.get_encoder(SMALL, setup)
+    n_docs = len(unit.corpus)
+    assert np.array_equal(pairs.y[:n_docs], embed_texts(small, list(unit.corpus.values()), role="document", progress=False))
+    raw = embed_texts(small, ex.query_inputs(unit)[1], role="query", instructions=None, progress=False)
+    assert np.array_equal(pairs.y[n_docs:n_docs + len(raw)], raw)

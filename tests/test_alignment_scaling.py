@@ -79,7 +79,7 @@ def test_cell_alignment_only_score_is_its_phase1_adapter_on_the_test_split(tmp_p
     x_tr, y_tr, x_ev, y_ev = holdout_split(ctx.pairs("task_docs", 100, 42), 0.1, 42)
     res = train_alignment(x_tr, y_tr, x_ev, y_ev, sc.align_cfg_for(p, "ridge", 42, "cpu"), progress=False)
     assert cell["eval_cosine"] == pytest.approx(res.eval_cosine, abs=1e-7)
-    embs = pool.get(True)
+    embs = pool.get(p["instructions"])
     w, b = res.adapter.proj.weight.detach().numpy(), res.adapter.proj.bias.detach().numpy()
     keep = ex.test_qids(embs, 42)
     per_task = []
@@ -113,7 +113,7 @@ def _fake_results(path, shift=0.0):
                 for seed in (1, 2):
                     v = 0.5 + 0.05 * np.log10(n) + 0.01 * seed + shift + (0.02 if init == "ridge" else 0.0)
                     cells.append({"source": source, "init": init, "n_pairs": n, "seed": seed, "eval_cosine": v,
-                                  "methods": {"era": {"overall": v - 0.1}, "alignment_only": {"overall": v - 0.3}}})
+                                  "query_cosine": v - 0.2, "methods": {"era": {"overall": v - 0.1}, "alignment_only": {"overall": v - 0.3}}})
     write_json(path / sc.RESULTS_FILE, {"setup": {"large_model": "L", "small_model": "S"}, "train_ratio": 0.4,
                                         "sources": ["task_docs", "corpus_pool"], "inits": ["default", "ridge"],
                                         "cells": cells})
@@ -137,4 +137,5 @@ def test_scaling_frame_means_and_sds_over_seeds(tmp_path):
     row = t[(t.source == "corpus_pool") & (t.init == "ridge") & (t.n_pairs == 1000)].iloc[0]
     v1, v2 = 0.5 + 0.05 * 3 + 0.01 + 0.02, 0.5 + 0.05 * 3 + 0.02 + 0.02
     assert row.seeds == 2 and row.eval_cosine_mean == pytest.approx((v1 + v2) / 2)
+    assert row.query_cosine_mean == pytest.approx((v1 + v2) / 2 - 0.2)
     assert row.era_std == pytest.approx(abs(v1 - v2) / np.sqrt(2)) and len(t) == 12

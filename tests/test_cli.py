@@ -52,7 +52,7 @@ def test_train_eval_export_on_a_tiny_folder(tiny, tmp_path, capsys, one_torch_th
     out = tmp_path / "res"
     assert main(["train", "--data", str(tiny), "--query-model", "minilm-l6", "--doc-model", "minilm-l3-onnx",
                  "--train-ratio", "0.4", "--align-epochs", "2", "--label-epochs", "2", "--out", str(out)]) == 0
-    run = out / "runs" / "own" / "era__inston__train0.4__seed42"
+    run = out / "runs" / "own" / "era__native__train0.4__seed42"
     summary = read_json(run / "summary.json")
     assert summary["method"] == "era" and (run / "adapter.safetensors").is_file()
     lines = gzip.decompress((run / "run.trec.gz").read_bytes()).decode().splitlines()

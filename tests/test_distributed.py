@@ -27,7 +27,7 @@ TASK, MODEL, SHARD = "HPO-Synonyms", "minilm-l3-onnx", 16
 def torchrun(cache: Path, report: Path, *extra: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
            "-m", "era_core.encode", "--model", MODEL, "--benchmark", "offline-smoke", "--tasks", TASK,
-           "--role", "query", "--instructions", "on", "--shard-size", str(SHARD), "--batch-size", "32",
+           "--role", "query", "--instructions", "forced", "--shard-size", str(SHARD), "--batch-size", "32",
            "--device", "auto", "--threads", "1", "--cache-dir", str(cache), "--report-dir", str(report),
            "--no-progress", *extra]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -45,7 +45,7 @@ def shards_of(report: Path, key: str) -> dict[int, list[int]]:
 
 def test_two_ranks_resume_and_match_single_process(tmp_path):
     unit = load_tasks("offline-smoke", [TASK], progress=False)[0].units()[0]
-    _, texts, instructions = query_inputs(unit, True)
+    _, texts, instructions = query_inputs(unit)
     n_shards = -(-len(texts) // SHARD)
     assert n_shards >= 6  # several shards per rank
 
@@ -87,7 +87,7 @@ def test_two_ranks_resume_and_match_single_process(tmp_path):
     # 5) rerunning a finished job (here as one plain process, no torchrun) encodes nothing
     os.environ.pop("WORLD_SIZE", None)
     code = encode.main(["--model", MODEL, "--benchmark", "offline-smoke", "--tasks", TASK, "--role", "query",
-                        "--shard-size", str(SHARD), "--cache-dir", str(cache), "--report-dir", str(tmp_path / "rep3"),
+                        "--instructions", "forced", "--shard-size", str(SHARD), "--cache-dir", str(cache), "--report-dir", str(tmp_path / "rep3"),
                         "--device", "cpu", "--no-progress"])
     assert code == 0
     rep = json.loads((tmp_path / "rep3" / "rank-0.json").read_text())
@@ -111,7 +111,7 @@ def test_sample_role_matches_the_alignment_sample_rows():
     from era_core.train import alignment_sample
 
     unit = load_tasks("offline-smoke", [TASK], progress=False)[0].units()[0]
-    texts, instr, role = encode.unit_requests(unit, "sample", use_instructions=True, samples_per_task=50, seed=7)
+    texts, instr, role = encode.unit_requests(unit, "sample", encoder=None, instructions="forced", samples_per_task=50, seed=7)
     rows = alignment_sample([len(unit.corpus)], 50, seed=7)[0]
     docs = list(unit.corpus.values())
     assert role == "document" and instr is None and texts == [docs[i] for i in rows] and len(texts) == 50

@@ -418,7 +418,7 @@ def _reached(graph: dict[str, set[str]], start: str) -> set[str]:
     return seen
 
 
-def test_backends_do_not_import_each_other_and_spec_imports_only_errors():
+def test_backends_do_not_import_each_other_and_spec_imports_only_errors_and_the_policy():
     from era_core import deps
 
     graph = deps.module_graph()  # every import, also those inside functions
@@ -426,4 +426,5 @@ def test_backends_do_not_import_each_other_and_spec_imports_only_errors():
     for b, name in names.items():
         others = set(names.values()) - {name}
         assert not _reached(graph, name) & others, f"backend {b} imports another backend"
-    assert graph["era_core.encoders.spec"] == {"era_core.errors"}
+    assert graph["era_core.encoders.spec"] == {"era_core.errors", "era_core.instructions"}
+    assert graph["era_core.instructions"] == {"era_core.errors"}

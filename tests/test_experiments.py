@@ -126,7 +126,7 @@ def _ndcg10_by_hand(queries, docs, weight, bias, qids, doc_ids, qrels):
 
 def test_pool_encodes_queries_with_the_large_model_and_documents_with_the_small(smoke_pool, direct_vectors):
     pool, _ = smoke_pool
-    for te in pool.get(True):
+    for te in pool.get("forced"):
         q_large, docs_small = direct_vectors[te.name]
         # Row cosines (all vectors are unit length); bf16 autocast rounds differently per batch padding.
         assert np.sum(te.q_large[::SAMPLE] * q_large, axis=1).min() > 0.9999
@@ -140,14 +140,14 @@ def test_era_run_scores_large_queries_through_the_adapter_against_small_document
     from safetensors import safe_open
 
     pool, p = smoke_pool
-    summary = ex.run_job("in_domain", "era", seed=42, train_ratio=0.2, use_instructions=True,
+    summary = ex.run_job("in_domain", "era", seed=42, train_ratio=0.2, instructions="forced",
                          train_names=[u.name for u in pool.units], pool=pool, p=p, results=tmp_path)
-    path = ex.run_dir(tmp_path, "in_domain", "era__inston__train0.2__seed42") / "adapter.safetensors"
+    path = ex.run_dir(tmp_path, "in_domain", "era__forced__train0.2__seed42") / "adapter.safetensors"
     with safe_open(str(path), framework="np") as f:
         meta, weight, bias = f.metadata(), f.get_tensor("proj.weight"), f.get_tensor("proj.bias")
     assert (meta["large_model"], meta["small_model"], meta["query_side"]) == (LARGE, SMALL, "large")
     swapped_gap = 0.0
-    for te in pool.get(True):
+    for te in pool.get("forced"):
         assert weight.shape == (te.docs_small.shape[1], te.q_large.shape[1])  # maps large -> small
         test = split_queries(te.qids, 0.2, p["val_ratio"], p["eval_ratio"], seed=42)[2]
         rows = [te.qids.index(q) for q in test]
@@ -168,7 +168,7 @@ def test_failed_training_writes_nothing(smoke_pool, tmp_path, monkeypatch):
 
     monkeypatch.setattr(ex.jobs, "train_method", diverge)
     with pytest.raises(TrainingError):
-        ex.run_job("in_domain", "label_only", seed=1, train_ratio=0.1, use_instructions=True,
+        ex.run_job("in_domain", "label_only", seed=1, train_ratio=0.1, instructions="forced",
                    train_names=[u.name for u in pool.units], pool=pool, p=p, results=tmp_path)
     assert not list(tmp_path.rglob("summary.json")) and not list(tmp_path.rglob("*.safetensors"))
 
@@ -185,10 +185,49 @@ def test_alignment_reuses_the_large_models_corpus_cache(smoke_pool):
 
 def test_random_adapter_floor_is_far_below_zero_shot(smoke_pool):
     pool, p = smoke_pool
-    floor = ex.random_adapter_baseline(pool, {**p, "seeds": "1,2", "instruction_settings": "on"})
+    floor = ex.random_adapter_baseline(pool, {**p, "seeds": "1,2", "instruction_settings": "forced"})
     assert [r["seed"] for r in floor] == [1, 2]
-    embs = pool.get(True)
+    embs = pool.get("forced")
     unit_domain = {u.name: u.domain for u in pool.units}
     zero = ex.summarise(ex.apply_and_score(None, embs, query_side="small", unit_domain=unit_domain),
                         unit_domain, ex.test_qids(embs, 1))
     assert floor[0]["scopes"]["test"]["overall"]["ndcg@10"] < 0.5 * zero["overall"]["ndcg@10"]
+
+
+# ---------------------------------------------------------------- the sweep's cells and lr selection per setting
+
+
+def test_sweep_cells_headline_then_stress_test_then_remined_variants():
+    p = {"instruction_settings": "native,forced", "methods": "era,alignment_only,small_adapter",
+         "train_ratios": "0.1,0.4", "stress_ratios": "0.4", "remine_ratios": "0.4"}
+    cells = ex.protocols.sweep_cells(p)
+    assert [c for c in cells if c[0] == "forced"] == [("forced", 0.4, m) for m in ("era", "alignment_only", "small_adapter")]
+    assert [c for c in cells if c[0] == "native" and c[1] == 0.1] == [("native", 0.1, m) for m in
+                                                                       ("era", "alignment_only", "small_adapter")]
+    remined = [c for c in cells if c[2].endswith("+remine")]
+    # Only Phase 2 methods have a re-mined variant, and only in the headline setting at remine_ratios.
+    assert remined == [("native", 0.4, "era+remine"), ("native", 0.4, "small_adapter+remine")]
+    assert ex.protocols.sweep_cells({**p, "stress_ratios": "", "remine_ratios": ""}).count(("forced", 0.1, "era")) == 1
+
+
+def test_lr_is_selected_per_instruction_setting_and_recorded_in_every_run(smoke_pool, tmp_path):
+    pool, p = smoke_pool
+    q = {**p, "methods": "small_adapter", "train_ratios": "0.2", "seeds": "42", "label_lr_grid": "1e-3,3e-2",
+         "instruction_settings": "native,forced", "stress_ratios": "", "remine_ratios": "0.2"}
+    runs = ex.sweep(pool, q, tmp_path)
+    assert sorted((r["method"], r["instructions"]) for r in runs) == [
+        ("small_adapter", "forced"), ("small_adapter", "native"), ("small_adapter+remine", "native")]
+    by = {(r["method"], r["instructions"]): r["label_lr_selection"] for r in runs}
+    for (method, inst), sel in by.items():
+        assert sel["instructions"] == inst and set(sel["grid"]) == {"0.001", "0.03"}
+        assert sel["chosen"] == float(min(sel["grid"], key=lambda k: (sel["grid"][k], float(k)))) and sel["criterion"]
+    # Each setting trained its own grid: the runs exist under the setting's name, and their losses differ.
+    for inst in ("native", "forced"):
+        for lr in ("0.001", "0.03"):
+            assert (tmp_path / "runs" / "lr_selection" / f"small_adapter__{inst}__train0.2__seed42__lr-{lr}").is_dir()
+    assert by[("small_adapter", "native")]["grid"] != by[("small_adapter", "forced")]["grid"]
+    # The re-mined variant reuses its base method's choice.
+    assert by[("small_adapter+remine", "native")] == by[("small_adapter", "native")]
+    meta = read_json(ex.run_dir(tmp_path, "in_domain", "small_adapter+remine__native__train0.2__seed42") / "era_meta.json")
+    assert meta["config"]["params"]["label_lr"] == by[("small_adapter", "native")]["chosen"]
+    assert meta["remine_result"][0]["round"] == 1

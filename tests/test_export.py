@@ -22,7 +22,7 @@ DOCS = ["sorted(iterable, key=None) returns a new sorted list", "Marfan syndrome
 def exported(tmp_path_factory):
     torch.manual_seed(0)
     adapter = LinearAdapter(384, 384)
-    card = {"method": "era", "benchmark": "offline-smoke", "train_ratio": 0.4, "seed": 42, "instructions": "on",
+    card = {"method": "era", "benchmark": "offline-smoke", "train_ratio": 0.4, "seed": 42, "instructions": "forced",
             "train_units": ["SymPy-API"], "test_metrics_overall": {"ndcg@10": 0.4321}}
     out = tmp_path_factory.mktemp("exp") / "model"
     export_sentence_transformers(ExportSource(adapter, "minilm-l6", "minilm-l3-onnx", 128, card), out,
@@ -35,7 +35,8 @@ def test_router_folder_loads_offline_and_matches_our_vectors(exported, one_torch
 
     adapter, out = exported
     model = SentenceTransformer(str(out), local_files_only=True, device="cpu")
-    ours = AdaptedQueryEncoder(load_encoder("minilm-l6", dtype="float32", max_length=128), adapter)
+    ours = AdaptedQueryEncoder(load_encoder("minilm-l6", dtype="float32", max_length=128), adapter,
+                               instructions="forced")
     theirs = model.encode_query(QUERIES)
     assert theirs.shape == (3, 384)
     assert np.min(np.sum(ours.encode(QUERIES, progress=False) * theirs, axis=1)) >= 0.99999
@@ -68,6 +69,18 @@ def test_folder_layout_dense_identity_prompts_and_card(exported):
     assert front["base_model"] == ["sentence-transformers/all-MiniLM-L6-v2", "sentence-transformers/paraphrase-MiniLM-L3-v2"]
     assert front["license"] == "apache-2.0" and front["datasets"] == ["offline-smoke"]
     assert front["model-index"][0]["results"][0]["metrics"][0]["value"] == pytest.approx(0.4321)
+
+
+def test_a_native_adapter_of_an_uninstructed_model_gets_no_instruction_prompts(tmp_path):
+    adapter = LinearAdapter(384, 384)
+    card = {"method": "era", "instructions": "native", "benchmark": "offline-smoke"}
+    src = ExportSource(adapter, "minilm-l6", "minilm-l3-onnx", 128, card)
+    with pytest.raises(ExportError, match="bare queries"):
+        export_sentence_transformers(src, tmp_path / "m", instructions={"code": "Retrieve the code"})
+    out = export_sentence_transformers(src, tmp_path / "m")
+    cfg = json.loads((out / "config_sentence_transformers.json").read_text())
+    assert cfg["era"]["instructions"] == "native" and cfg["era"]["instruction_template"] is None
+    assert set(cfg["prompts"]) == {"query", "document"} and "pass none" in (out / "README.md").read_text()
 
 
 def test_fused_and_mismatched_adapters_are_refused(tmp_path):

@@ -14,11 +14,11 @@ pytestmark = pytest.mark.slow
 
 TABLES = ["main.csv", "main.md", "main.tex", "lodo.csv", "domain_specific.csv", "zero_shot.csv", "encoder_pairs.csv"]
 FIGS = ["ndcg_vs_ratio.pdf", "domain_bars.pdf", "lodo.pdf", "domain_transfer.pdf", "alignment_curves.pdf",
-        "cost_quality.pdf"]
+        "alignment_scaling.pdf", "alignment_ladder.pdf", "cost_quality.pdf"]
 #: Figures of measured timings: byte-stable for the same timing file (test_report), not across two runs.
 TIMED_FIGS = {"cost_quality.pdf"}
 RESULTS = ["zero_shot.json", "alignment.json", "training.json", "lodo.json", "domain_specific.json", "encoder_pairs.json",
-           "datasheet.md"]
+           "alignment_scaling.json", "alignment_ladder.json", "datasheet.md"]
 
 
 def make(target: str, out: Path, *extra: str, check: bool = True, cache: Path | None = None) -> subprocess.CompletedProcess:
@@ -47,7 +47,7 @@ def two_runs(tmp_path_factory):
 
 
 NOTEBOOKS = ["00_quickstart", "01_zero_shot", "02_alignment", "03_training", "04_lodo", "05_domain_specific",
-             "06_figures", "07_encoder_pairs"]
+             "06_figures", "07_encoder_pairs", "08_alignment_ladder"]
 
 
 def test_make_paper_output_to_a_file_is_quiet(two_runs):
@@ -106,7 +106,8 @@ def test_editing_figures_params_reruns_only_figures(two_runs):
     a, _ = two_runs
     plan = make("paper", a, "-n", "-W", "params/smoke/06_figures.yaml").stdout
     assert "06_figures" in plan
-    for nb in ("01_zero_shot", "02_alignment", "03_training", "04_lodo", "05_domain_specific", "07_encoder_pairs"):
+    for nb in ("01_zero_shot", "02_alignment", "03_training", "04_lodo", "05_domain_specific", "07_encoder_pairs",
+               "08_alignment_ladder"):
         assert f"notebooks/{nb}.ipynb" not in plan
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,8 +16,9 @@ from era_core.query_cost import measure_query_cost, query_sample
 class SleepyEncoder:
     """Encodes in a known time per text and records what it was asked to encode."""
 
-    def __init__(self, seconds_per_text: float) -> None:
+    def __init__(self, seconds_per_text: float, instructed: bool = False) -> None:
         self.seconds, self.calls = seconds_per_text, []
+        self.spec = SimpleNamespace(instructed=instructed)
 
     def format_queries(self, texts, instructions):
         return [f"{i}|{t}" for t, i in zip(texts, instructions or [""] * len(texts))]
@@ -33,22 +35,24 @@ def _unit(name, n):
                 qrels={f"{name}{i}": {"d": 1} for i in range(n)}, corpus={"d": "doc"})
 
 
-def test_sample_is_round_robin_and_carries_instructions_only_when_on():
+def test_sample_is_round_robin_and_carries_the_instructions():
     units = [_unit("a", 3), _unit("b", 1)]
-    texts, instr = query_sample(units, 3, use_instructions=True)
+    texts, instr = query_sample(units, 3)
     assert texts == ["a query 0", "b query 0", "a query 1"] and instr == ["instr a", "instr b", "instr a"]
-    assert query_sample(units, 10, use_instructions=False) == (["a query 0", "b query 0", "a query 1", "a query 2"],
-                                                                None)
+    assert query_sample(units, 10)[0] == ["a query 0", "b query 0", "a query 1", "a query 2"]
     with pytest.raises(DataError):
-        query_sample([_unit("c", 0)], 5, use_instructions=True)
+        query_sample([_unit("c", 0)], 5)
 
 
 def test_cost_is_timed_on_the_encoder_after_a_warm_up(tmp_path, monkeypatch):
     monkeypatch.setenv("ERA_CACHE_DIR", str(tmp_path / "cache"))
-    slow, fast = SleepyEncoder(0.004), SleepyEncoder(0.0)
-    texts, instr = query_sample([_unit("a", 20)], 20, use_instructions=True)
-    ms = measure_query_cost({"slow": slow, "fast": fast}, texts, instr, batch_size=8, repeats=2)
+    slow, fast = SleepyEncoder(0.004, instructed=True), SleepyEncoder(0.0)
+    texts, instr = query_sample([_unit("a", 20)], 20)
+    ms = measure_query_cost({"slow": slow, "fast": fast}, texts, instr, "native", batch_size=8, repeats=2)
     assert ms["slow"] >= 4.0 > ms["fast"]                               # sleep() guarantees the lower bound
     assert [len(c) for c in slow.calls] == [8, 20, 20]                 # one warm-up batch, then the timed repeats
-    assert slow.calls[1][0] == "instr a|a query 0"                     # instructions went through the template
+    assert slow.calls[1][0] == "instr a|a query 0"                     # an instructed model gets the template
+    assert fast.calls[1][0] == "|a query 0"                            # natively, a generic model the raw query
+    measure_query_cost({"fast": fast}, texts, instr, "forced", batch_size=8, repeats=1)
+    assert fast.calls[-1][0] == "instr a|a query 0"                    # forced: every model gets the template
     assert not (tmp_path / "cache").exists()                           # nothing was read from or written to a cache

@@ -13,7 +13,8 @@ from era_core.readme import prose
 from era_core.io import read_json, write_json
 from test_report import write_results
 
-BLOCK_NAMES = ("setup", "results", "training", "lodo", "encoder_pairs", "scaling", "bench", "runtimes", "tolerance")
+BLOCK_NAMES = ("setup", "results", "training", "lodo", "encoder_pairs", "scaling", "ladder", "bench", "runtimes",
+               "tolerance")
 HEAD = "# Title\n\nHand-written intro with a number 12.5 that stays.\n\n"
 TAIL = "\n## Later section\n\nText after the blocks, 3 × 4.\n"
 
@@ -52,16 +53,35 @@ def write_encoder_pairs(results: Path) -> None:
         for seed in (1, 2):
             for method, ratio, value in (("zero_shot_small", None, small), ("zero_shot_large", None, large),
                                          ("era", 0.4, era), ("small_adapter", 0.4, small + 0.05)):
-                rows.append({"pair": pair, "instructions": "on", "seed": seed, "method": method,
+                rows.append({"pair": pair, "instructions": "native", "seed": seed, "method": method,
                              "train_ratio": ratio, "overall": value, "per_domain": {}})
     write_json(results / "encoder_pairs.json", {"rows": rows})
 
 
 def write_scaling(results: Path) -> None:
     cells = [{"source": "task_docs", "n_pairs": n, "init": "default", "seed": seed, "eval_cosine": cos + 0.01 * seed,
-              "methods": {"alignment_only": {"overall": 0.2}, "era": {"overall": era + 0.01 * seed}}}
+              "query_cosine": cos - 0.2, "methods": {"alignment_only": {"overall": 0.2}, "era": {"overall": era + 0.01 * seed}}}
              for n, cos, era in ((100, 0.5, 0.30), (200, 0.7, 0.50)) for seed in (1, 2)]
     write_json(results / "alignment_scaling.json", {"train_ratio": 0.4, "cells": cells})
+
+
+def write_ladder(results: Path) -> None:
+    """Two rungs at one width: ERA trails the control at the fitted rung and beats it at the exact map."""
+    cells, phase1 = [], []
+    for seed in (1, 2):
+        for ratio in (0.1, 0.4):
+            cells += [{"method": "small_adapter", "rung": None, "train_ratio": ratio, "seed": seed, "ndcg@10": 0.60},
+                      {"method": "fused", "rung": None, "train_ratio": ratio, "seed": seed, "ndcg@10": 0.61},
+                      {"method": "era", "rung": "n100", "train_ratio": ratio, "seed": seed, "ndcg@10": 0.40},
+                      {"method": "era", "rung": "exact", "train_ratio": ratio, "seed": seed,
+                       "ndcg@10": 0.62 + 0.01 * seed}]
+        phase1 += [{"rung": "n100", "seed": seed, "n_pairs": 100, "eval_cosine": 0.5, "query_cosine": 0.4,
+                    "alignment_only": 0.2},
+                   {"rung": "exact", "seed": seed, "n_pairs": 500, "eval_cosine": 1.0, "query_cosine": 1.0,
+                    "alignment_only": 0.55}]
+    write_json(results / "alignment_ladder.json", {
+        "setup": {"query_model": "embeddinggemma-300m"}, "rungs": ["n100", "exact"], "train_ratios": [0.1, 0.4],
+        "seeds": [1, 2], "widths": [{"k": 64, "phase1": phase1, "cells": cells}]})
 
 
 def write_bench(results: Path) -> None:
@@ -92,7 +112,8 @@ def folder(tmp_path_factory):
     results, figures = write_results(root / "results"), root / "figures"
     write_encoder_pairs(results)
     write_scaling(results)
-    report.make_all(results=results, figures=figures, bar_ratio=0.4, main_instructions="on")
+    write_ladder(results)
+    report.make_all(results=results, figures=figures, bar_ratio=0.4, main_instructions="native")
     write_bench(results)
     readme.record_runtime(results, "a quick command", [sys.executable, "-c", "pass"])
     from era_core import tolerance
@@ -127,7 +148,7 @@ def test_every_block_is_generated_outside_text_kept_and_second_run_changes_nothi
     zs_small = row[header.index("overall")].split()[0]
     summary = inside(after, "results")
     assert f"ERA is above zero-shot small ({zs_small}) at every train ratio" in summary
-    assert "ERA is below zero-shot large" in summary and "With instructions off:" in summary
+    assert "ERA is below zero-shot large" in summary and "Stress test, the instruction template forced" in summary
     # synthetic significance: ERA − control = 0.09 > 0.05 at both ratios, so both are significant
     assert "Paired test against the same-model control (Holm-adjusted p < 0.05): ERA is significantly higher at " \
            "ratios 0.1, 0.4." in summary
@@ -144,11 +165,15 @@ def test_every_block_is_generated_outside_text_kept_and_second_run_changes_nothi
     assert "the configured default is `big-model>tiny-model`: the rule and the configuration disagree" in pairs
     scaling = inside(after, "scaling")
     assert "mean ± sd over 2 seeds" in scaling
-    assert "| task_docs | 200 | default | 0.715 ± 0.007 | 0.200 ± 0.000 | 0.515 ± 0.007 |" in scaling
+    assert "| task_docs | 200 | default | 0.715 ± 0.007 | 0.500 | 0.200 ± 0.000 | 0.515 ± 0.007 |" in scaling
     control = float(next(ln for ln in main_md.splitlines() if ln.startswith("| Small adapter") and "| 0.4 " in ln)
                     .split("|")[header.index("overall")].split()[0])
     assert f"scores {control:.3f} at this ratio. ERA is above it in {int(0.515 > control) + int(0.315 > control)} of 2" \
         in scaling and "best cell is `task_docs` at 200 pairs (default): 0.515, with hold-out cosine 0.715" in scaling
+    ladder = inside(after, "ladder")
+    assert "| 64 | n100 | 0.400 | 0.200 | 0.600 | −0.200 ± 0.000 | −0.200 ± 0.000 |" in ladder
+    assert "| 64 | exact | 1.000 | 0.550 | 0.600 | +0.035 ± 0.007 | +0.035 ± 0.007 |" in ladder
+    assert "from rung `exact` (query cosine 1.000), by +0.035" in ladder
     bench = inside(after, "bench")
     assert "| 1.74× (37.5 vs 21.6 passages/s); min cosine 0.99995 | ≥ 1.2 | yes |" in bench
     assert "| 0.92× | ≥ 1 | **no** |" in bench  # the headline 0.7 misses its target

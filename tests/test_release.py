@@ -51,14 +51,14 @@ def make_run(results: Path, *, ratio: float, seed: int, method: str = "era", ada
     """A run folder in the shapes experiments.run_job writes (summary, era_meta, adapter)."""
     torch.manual_seed(seed)
     adapter = adapter or LinearAdapter(DIM, DIM)
-    run_id = f"{method}__inston__train{ratio:g}__seed{seed}"
+    run_id = f"{method}__native__train{ratio:g}__seed{seed}"
     folder = results / "runs" / "in_domain" / run_id
     fields = {"model": LARGE, "query_template": INSTRUCT_TEMPLATE, "dim": DIM}
     cfg = {"protocol": "in_domain", "method": method, "seed": seed, "train_ratio": ratio, "instructions": True,
            "train_units": ["SymPy-API", "HPO-Synonyms"], "eval_units": ["SymPy-API", "HPO-Synonyms"],
            "params": {"benchmark": "offline-smoke", "large_model": LARGE, "small_model": SMALL, "max_length": 128},
            "encoders": {"large": fields, "small": {**fields, "model": SMALL}}}
-    summary = {"protocol": "in_domain", "method": method, "seed": seed, "train_ratio": ratio, "instructions": "on",
+    summary = {"protocol": "in_domain", "method": method, "seed": seed, "train_ratio": ratio, "instructions": "native",
                "train_units": cfg["train_units"], "config_key": f"key{seed}{ratio}",
                "scopes": {s: {"overall": metrics(0.5 + ratio), "per_domain": {"academic": metrics(0.4),
                                                                               "medical": metrics(0.6)},
@@ -83,25 +83,30 @@ def test_export_roundtrip_and_model_card(tmp_path):
     assert enc.dim == DIM and enc.doc_model == SMALL
     queries, instructions = ["what is a gamma function", "fever and rash"], ["Find the API", "Find the term"]
     got = enc.encode(queries, instructions, progress=False)
-    raw = FakeQueryEncoder().encode(format_queries(queries, instructions, template=INSTRUCT_TEMPLATE))
+    # Trained in the native setting on a model that takes no instructions: it encodes the bare query.
+    raw = FakeQueryEncoder().encode(queries)
     with torch.no_grad():
         manual = torch.nn.functional.normalize(adapter.proj(torch.from_numpy(raw)), dim=-1).numpy()
     np.testing.assert_allclose(got, manual, atol=1e-6)
-    assert enc.query_encoder.seen == ["Instruct: Find the API\nQuery: what is a gamma function",
-                                      "Instruct: Find the term\nQuery: fever and rash"]
+    assert enc.instructions == "native" and enc.query_encoder.seen == queries
+    forced = AdaptedQueryEncoder(FakeQueryEncoder(), adapter, doc_model=SMALL, instructions="forced")
+    forced.encode(queries, instructions, progress=False)
+    assert forced.query_encoder.seen == ["Instruct: Find the API\nQuery: what is a gamma function",
+                                         "Instruct: Find the term\nQuery: fever and rash"]
 
     card = json.loads((out / "model_card.json").read_text())
     assert (card["query_model"], card["doc_model"], card["query_dim"], card["doc_dim"]) == (LARGE, SMALL, DIM, DIM)
     assert card["query_model_hub_id"] == "sentence-transformers/all-MiniLM-L6-v2"
-    assert card["instruction_template"] == INSTRUCT_TEMPLATE
-    assert (card["train_ratio"], card["seed"], card["method"], card["instructions"]) == (0.4, 43, "era", "on")
+    assert card["instruction_template"] == "{query}"  # native, uninstructed model: the bare query
+    assert (card["train_ratio"], card["seed"], card["method"], card["instructions"]) == (0.4, 43, "era", "native")
     assert card["test_metrics_overall"]["ndcg@10"] == pytest.approx(0.9)
     assert card["test_metrics_per_domain"]["medical"]["ndcg@10"] == pytest.approx(0.6)
     readme = (out / "README.md").read_text()
     for needle in (LARGE, SMALL, "384-d", "train ratio 0.4", "seed 43", "0.9000", "from_pretrained"):
         assert needle in readme
     config = json.loads((out / "config.json").read_text())
-    assert config["instruction_template"] == INSTRUCT_TEMPLATE and config["card"]["seed"] == 43
+    assert config["instruction_template"] == "{query}" and config["card"]["seed"] == 43
+    assert config["instructions"] == "native"
 
 
 def test_wrong_query_encoder_is_refused(tmp_path):

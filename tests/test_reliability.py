@@ -122,7 +122,7 @@ class FixedPool(ex.EmbeddingPool):
         super().__init__(setup, units)
         self.embs = embs
 
-    def get(self, use_instructions: bool) -> list[TaskEmbeddings]:
+    def get(self, instructions: str) -> list[TaskEmbeddings]:
         return self.embs
 
 
@@ -141,11 +141,11 @@ def run_tiny_job(results: Path) -> dict:
     """``run_job`` for label_only on two planted tasks (the encoder identity is faked: no model files)."""
     ex.jobs.encoder_identity = _fake_identity  # run keys and training keys read it there
     pool = FixedPool([planted_task("t0", 0), planted_task("t1", 1)])
-    return ex.run_job("in_domain", "label_only", seed=42, train_ratio=0.4, use_instructions=True,
+    return ex.run_job("in_domain", "label_only", seed=42, train_ratio=0.4, instructions="forced",
                       train_names=["t0", "t1"], pool=pool, p=JOB_PARAMS, results=Path(results))
 
 
-TINY_RUN = Path("runs") / "in_domain" / "label_only__inston__train0.4__seed42"
+TINY_RUN = Path("runs") / "in_domain" / "label_only__forced__train0.4__seed42"
 
 
 # ---- subprocess bodies (run as `python -c "import test_reliability as R; R.<child>(...)"`)
@@ -224,8 +224,8 @@ def _defaults(nb: str) -> dict:
         ({"hard_negative_margin": 0.0}, ["hard_negative_margin=0.0", "(0, 1]"]),
         ({"device": "tpu"}, ["'tpu'", "cpu, cuda, auto"]),
         ({"dtype": "int8"}, ["'int8'", "float32, float16, bfloat16, auto"]),
-        ({"label_schedule": "cosine"}, ["'cosine'", "reference, warmup_linear, constant"]),
-        ({"instruction_settings": "maybe"}, ["maybe", "on, off"]),
+        ({"label_schedule": "cosine"}, ["'cosine'", "reference, constant"]),
+        ({"instruction_settings": "maybe"}, ["maybe", "native, forced"]),
         ({"label_epochs": 2.5}, ["label_epochs=2.5", "expects int"]),
         ({"in_batch_negatives": "yes"}, ["in_batch_negatives='yes'", "expects bool"]),
         ({"small_model": "tiny-bert"}, ["'tiny-bert'", "minilm-l3-onnx"]),

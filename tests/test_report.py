@@ -34,7 +34,7 @@ QUERY_MS = {SMALL: 0.011437, LARGE: 53.154, EXTRA: 7.9}
 EXPECTED_PNGS = ["ndcg_vs_ratio.png"]  # the README's figure
 
 
-def score(method: str, task: str, *, ratio: float | None = None, inst: str = "on", seed: int | None = 1,
+def score(method: str, task: str, *, ratio: float | None = None, inst: str = "native", seed: int | None = 1,
           all_queries: bool = False) -> float:
     """The synthetic nDCG@10 of one task: simple, known arithmetic the tests can check by hand."""
     v = BASE[method] + TASK_OFFSET[task]
@@ -44,7 +44,7 @@ def score(method: str, task: str, *, ratio: float | None = None, inst: str = "on
         v += 0.05  # so the large model is the best entry of the medical column
     if seed is not None:
         v += 0.003 * seed + (0.01 * (list(TASKS).index(task) + 1) if seed == 2 else 0.0)
-    if inst == "off":
+    if inst == "forced":
         v -= 0.02
     if all_queries:
         v += 0.005
@@ -74,7 +74,7 @@ def write_results(folder: Path, seeds: tuple[int, ...] = SEEDS) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     records = []
     for enc, method in ((SMALL, "zero_shot_small"), (LARGE, "zero_shot_large"), (EXTRA, "zero_shot_small")):
-        for inst in ("on", "off"):
+        for inst in ("native", "forced"):
             base = {"encoder": enc, "instructions": inst, "train_ratio": None}
             records.append({**base, "scope": "all", "seed": None, **summary_block(
                 {t: score(method, t, inst=inst, seed=None, all_queries=True) for t in TASKS})})
@@ -88,7 +88,7 @@ def write_results(folder: Path, seeds: tuple[int, ...] = SEEDS) -> Path:
                    EXTRA: {"params": 110_000_000, "dim": 768, "role": "extra"}},
         "records": records})
     (folder / "timing").mkdir(exist_ok=True)
-    write_json(folder / "timing" / "zero_shot.json", {"query_ms_per_query": {"on": QUERY_MS, "off": QUERY_MS}})
+    write_json(folder / "timing" / "zero_shot.json", {"query_ms_per_query": {"native": QUERY_MS, "forced": QUERY_MS}})
     write_json(folder / "alignment.json", {
         "history": [{"epoch": e, "train_loss": 0.9 / (1 + 3 * e), "eval_loss": 0.95 / (1 + 2.5 * e)} for e in range(6)],
         "eval_cosine": 0.87, "ridge_eval_cosine": 0.89, "best_epoch": 5, "num_train_texts": 900,
@@ -102,14 +102,14 @@ def write_results(folder: Path, seeds: tuple[int, ...] = SEEDS) -> Path:
 
     methods = ("era", "label_only", "alignment_only", "small_adapter")
     runs = []
-    for inst in ("on", "off"):
+    for inst in ("native", "forced"):
         for s in seeds:
             for r in RATIOS:
                 for m in methods:
                     vals = {t: score(m, t, ratio=r, inst=inst, seed=s) for t in TASKS}
                     runs.append(run("in_domain", m, r, inst, s, vals, vals))
     write_json(folder / "training.json", {"setup": {}, "runs": runs})
-    write_json(folder / "significance.json", {inst: significance_block(methods) for inst in ("on", "off")})
+    write_json(folder / "significance.json", {inst: significance_block(methods) for inst in ("native", "forced")})
 
     lodo_runs = []
     for d in ("academic", "medical"):
@@ -117,7 +117,7 @@ def write_results(folder: Path, seeds: tuple[int, ...] = SEEDS) -> Path:
             for m in methods:
                 test = {t: score(m, t, ratio=0.4, seed=s) - (0.03 if TASKS[t] == d else 0.0) for t in TASKS}
                 proto = {t: v + (0.005 if TASKS[t] == d else 0.0) for t, v in test.items()}
-                lodo_runs.append(run("lodo", m, 0.4, "on", s, test, proto, held_out=d))
+                lodo_runs.append(run("lodo", m, 0.4, "native", s, test, proto, held_out=d))
     write_json(folder / "lodo.json", {"setup": {}, "runs": lodo_runs})
 
     ds_runs = []
@@ -125,7 +125,7 @@ def write_results(folder: Path, seeds: tuple[int, ...] = SEEDS) -> Path:
         for s in seeds:
             for m in methods:
                 proto = {t: score(m, t, ratio=0.4, seed=s) - (0.0 if TASKS[t] == d else 0.04) for t in TASKS}
-                ds_runs.append(run("domain_specific", m, 0.4, "on", s, proto, proto, train_domain=d))
+                ds_runs.append(run("domain_specific", m, 0.4, "native", s, proto, proto, train_domain=d))
     write_json(folder / "domain_specific.json", {"setup": {}, "runs": ds_runs})
     return folder
 
@@ -163,7 +163,7 @@ def write_pairs(folder: Path, pair: str = "big>tiny", scores: dict = PAIR_SCORES
     for seed, (small, large, era1, era4) in scores.items():
         for method, ratio, value in (("zero_shot_small", None, small), ("zero_shot_large", None, large),
                                      ("era", 0.1, era1), ("era", 0.4, era4)):
-            rows.append({"pair": pair, "instructions": "on", "seed": seed, "method": method, "train_ratio": ratio,
+            rows.append({"pair": pair, "instructions": "native", "seed": seed, "method": method, "train_ratio": ratio,
                          "overall": value, "per_domain": {}})
     write_json(folder / "encoder_pairs.json", {"rows": rows})
 
@@ -183,7 +183,7 @@ def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     results, figures = write_results(root / "results"), root / "figures"
     write_pairs(results)
-    written = report.make_all(results=results, figures=figures, bar_ratio=0.4, main_instructions="on")
+    written = report.make_all(results=results, figures=figures, bar_ratio=0.4, main_instructions="native")
     return results, figures, written
 
 
@@ -205,11 +205,12 @@ def test_main_csv_columns_methods_and_hand_checked_cell(built):
     rows = read_csv(built[0] / "tables" / "main.csv")
     need = {"method", "train_ratio", "domain", "ndcg@10_mean", "ndcg@10_std", "n_seeds", "instructions", "metric_scope"}
     assert need <= set(rows[0])
-    assert {r["method"] for r in rows} == set(report.METHODS) - {"fused", "residual_mlp"}  # not in the synthetic runs
+    assert {r["method"] for r in rows} == {"zero_shot_small", "zero_shot_large", "alignment_only", "label_only", "era",
+                                           "small_adapter"}  # the methods of the synthetic runs
     assert {r["domain"] for r in rows} == {"academic", "medical", "overall", "overall_query_weighted"}
-    assert {r["instructions"] for r in rows} == {"on", "off"} and {r["metric_scope"] for r in rows} == {"test"}
+    assert {r["instructions"] for r in rows} == {"native", "forced"} and {r["metric_scope"] for r in rows} == {"test"}
 
-    def cell(method, ratio, domain, inst="on"):
+    def cell(method, ratio, domain, inst="native"):
         hits = [r for r in rows if r["method"] == method and r["train_ratio"] == ratio and r["domain"] == domain
                 and r["instructions"] == inst]
         assert len(hits) == 1, (method, ratio, domain, hits)
@@ -225,12 +226,12 @@ def test_main_csv_columns_methods_and_hand_checked_cell(built):
     qw = cell("era", "0.1", "overall_query_weighted")
     assert float(qw["ndcg@10_mean"]) == pytest.approx(25.58 / 60 + (0.003 + 1.3 / 60) / 2, abs=1e-6)
     # Alignment only: one row per domain (no ratio), the two seeds of distinct runs, not 4 runs.
-    al = [r for r in rows if r["method"] == "alignment_only" and r["instructions"] == "on" and r["domain"] == "medical"]
+    al = [r for r in rows if r["method"] == "alignment_only" and r["instructions"] == "native" and r["domain"] == "medical"]
     assert len(al) == 1 and al[0]["train_ratio"] == "" and al[0]["n_seeds"] == "2"
     # Zero-shot small is the setup's small model (not the extra model): medical seed 1 0.253, seed 2 0.286.
     zs = cell("zero_shot_small", "", "medical")
     assert float(zs["ndcg@10_mean"]) == pytest.approx((0.253 + 0.286) / 2, abs=1e-6)
-    assert cell("zero_shot_small", "", "medical", inst="off")["n_seeds"] == "2"
+    assert cell("zero_shot_small", "", "medical", inst="forced")["n_seeds"] == "2"
 
 
 def _tex_rows(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -288,7 +289,7 @@ def test_lodo_and_domain_specific_tables(built):
 def test_rerun_is_byte_identical_and_pdfs_have_no_timestamp(built, tmp_path):
     results, figures, _ = built
     before = snapshot(results, figures)
-    report.make_all(results=results, figures=figures, bar_ratio=0.4, main_instructions="on")
+    report.make_all(results=results, figures=figures, bar_ratio=0.4, main_instructions="native")
     assert snapshot(results, figures) == before
     # A fresh output folder gives the same bytes too (nothing depends on paths or time).
     other = tmp_path / "figs"
@@ -346,14 +347,14 @@ def test_missing_inputs_raise_clear_errors_and_make_all_reports_skips(tmp_path, 
     (results / "training.json").unlink()
     with pytest.raises(EraError, match=r"training\.json is missing.*03_training"):
         report.main_table(results)
-    assert report.zero_shot_frame(results).loc[(LARGE, "on", "all"), "medical"] == pytest.approx(0.455)
+    assert report.zero_shot_frame(results).loc[(LARGE, "native", "all"), "medical"] == pytest.approx(0.455)
 
 
 def test_bad_arguments_name_the_allowed_values(built, tmp_path):
     results = built[0]
     with pytest.raises(EraError, match=r"bar_ratio=0\.25 was not trained.*0\.1, 0\.4"):
         report.figure_domain_bars(results, tmp_path, bar_ratio=0.25)
-    with pytest.raises(EraError, match=r"main_instructions='maybe'.*on, off"):
+    with pytest.raises(EraError, match=r"main_instructions='maybe'.*native, forced"):
         report.make_all(results=results, figures=tmp_path, main_instructions="maybe")
     with pytest.raises(EraError, match="unknown results kind"):
         report.load_results("nope", results)
@@ -378,7 +379,7 @@ def test_lodo_needs_matching_in_domain_runs_and_off_view_works(tmp_path):
     with pytest.raises(EraError, match=r"in-domain label_only run at train_ratio=0\.3.*has only.*0\.4.*03_training"):
         report.lodo_table(results)
 
-    report.main_table(results, main_instructions="off")
+    report.main_table(results, main_instructions="forced")
     header, rows = _tex_rows(results / "tables" / "main.tex")
     era = [r for r in rows if r[:2] == ["ERA", "0.4"]][0]
     # Instructions off are 0.02 lower: 0.482 - 0.02 in academic.
@@ -391,9 +392,9 @@ def test_encoder_pairs_table_deltas_are_against_the_pairs_own_small_model(tmp_pa
     rows = []
     for seed, small, era in ((1, 0.40, 0.50), (2, 0.42, 0.48)):
         rows += [
-            {"pair": "L>S", "instructions": "on", "seed": seed, "method": "zero_shot_small", "train_ratio": None,
+            {"pair": "L>S", "instructions": "native", "seed": seed, "method": "zero_shot_small", "train_ratio": None,
              "overall": small, "per_domain": {}},
-            {"pair": "L>S", "instructions": "on", "seed": seed, "method": "era", "train_ratio": 0.4,
+            {"pair": "L>S", "instructions": "native", "seed": seed, "method": "era", "train_ratio": 0.4,
              "overall": era, "per_domain": {}},
         ]
     write_json(tmp_path / "encoder_pairs.json", {"rows": rows})
@@ -427,7 +428,7 @@ def test_main_table_marks_significance_per_baseline(built):
         return " / ".join(marks)
 
     assert rows[("ERA", "0.4")] == expected("era", 0.4)
-    assert rows[("Embedding Adapter (label only)", "0.1")] == expected("label_only", 0.1)
+    assert rows[("Embedding Adapter (reference: label only)", "0.1")] == expected("label_only", 0.1)
     assert rows[("Zero-shot large", "")] == expected("zero_shot_large", None)
     assert rows[("Zero-shot small", "")] == "· / n/a / n/a"     # the baselines are not tested against themselves
     tex = (results / "tables" / "main.tex").read_text()
@@ -458,7 +459,7 @@ def test_gap_closed_figure_needs_a_gap(tmp_path):
 
 def test_query_costs_are_measured_and_rounded_to_two_significant_figures(built, tmp_path):
     results = built[0]
-    costs = report.query_costs(results, "on")
+    costs = report.query_costs(results, "native")
     assert costs["zero_shot_small"] == 0.011 and costs["small_adapter"] == 0.011
     assert costs["era"] == costs["zero_shot_large"] == costs["label_only"] == 53.0
     assert costs["fused"] == 53.0  # 53.154 + 0.011437 encodes both queries
@@ -468,7 +469,7 @@ def test_query_costs_are_measured_and_rounded_to_two_significant_figures(built, 
         copy = tmp_path / f"r{ms}"
         write_results(copy)
         timing = {**QUERY_MS, LARGE: ms}
-        write_json(copy / "timing" / "zero_shot.json", {"query_ms_per_query": {"on": timing, "off": timing}})
+        write_json(copy / "timing" / "zero_shot.json", {"query_ms_per_query": {"native": timing, "forced": timing}})
         again = report.figure_cost_quality(copy, tmp_path / f"f{ms}").read_bytes()
         assert (again == pdf) is same, ms
     (tmp_path / "r61.0" / "timing" / "zero_shot.json").unlink()

@@ -26,17 +26,22 @@ def pool_and_params():
     p = validate("03_training", {k: v.default for k, v in SCHEMAS["03_training"].items()}
                  | {"large_model": "minilm-l6", "small_model": "minilm-l3-onnx", "progress": False,
                     "align_epochs": 3, "label_epochs": 4, "tasks": "HPO-Synonyms,SymPy-API",
-                    "label_lr_grid": "1e-4,1e-3", "seeds": "42", "train_ratios": "0.2"})
+                    "label_lr_grid": "1e-4,1e-3", "seeds": "42", "train_ratios": "0.2",
+                    "instruction_settings": "forced"})
     setup = ex.Setup.from_params(p)
     units = ex.load_units(setup)
     assert {u.domain for u in units} == {"medical", "academic"}
     return ex.EmbeddingPool(setup, units), p
 
 
+#: The selection these tests run: the sweep's first setting, ratio and seed.
+SEL = {"instructions": "forced", "train_ratio": 0.2, "seed": 42}
+
+
 def _poisoned_pool(pool: ex.EmbeddingPool, domain: str) -> ex.EmbeddingPool:
     """A copy of ``pool`` whose ``domain`` units have NaN query vectors (large and small) in both settings."""
     out = ex.EmbeddingPool(pool.setup, pool.units)
-    for setting in (True, False):
+    for setting in ("native", "forced"):
         embs = []
         for te in pool.get(setting):
             if te.domain == domain:
@@ -50,9 +55,9 @@ def _poisoned_pool(pool: ex.EmbeddingPool, domain: str) -> ex.EmbeddingPool:
 def test_fold_selection_never_sees_the_held_out_domain(pool_and_params, tmp_path):
     pool, p = pool_and_params
     fold_units = [u.name for u in pool.units if u.domain != "medical"]
-    clean = ex.select_label_lr(pool, p, tmp_path / "clean", ["era", "small_adapter"],
+    clean = ex.select_label_lr(pool, p, tmp_path / "clean", ["era", "small_adapter"], **SEL,
                                train_names=fold_units, fold={"held_out": "medical"})
-    poisoned = ex.select_label_lr(_poisoned_pool(pool, "medical"), p, tmp_path / "poisoned", ["era", "small_adapter"],
+    poisoned = ex.select_label_lr(_poisoned_pool(pool, "medical"), p, tmp_path / "poisoned", ["era", "small_adapter"], **SEL,
                                   train_names=fold_units, fold={"held_out": "medical"})
     assert poisoned == clean
     assert clean["era"]["units"] == fold_units == ["SymPy-API"]
@@ -64,7 +69,7 @@ def test_fold_selection_never_sees_the_held_out_domain(pool_and_params, tmp_path
 
 def test_lodo_records_its_fold_selection_in_era_meta(pool_and_params, tmp_path):
     pool, p = pool_and_params
-    q = {**p, "methods": "small_adapter", "train_ratio": 0.2, "use_instructions": True, "domains": "medical"}
+    q = {**p, "methods": "small_adapter", "train_ratio": 0.2, "instructions": "forced", "domains": "medical"}
     [summary] = ex.lodo(pool, q, tmp_path, ["medical"])
     assert summary["train_units"] == ["SymPy-API"]
     meta = read_json(next((tmp_path / "runs" / "lodo").glob("*/era_meta.json")))
@@ -74,8 +79,8 @@ def test_lodo_records_its_fold_selection_in_era_meta(pool_and_params, tmp_path):
 
 def test_selection_losses_are_the_runs_validation_losses(pool_and_params, tmp_path):
     pool, p = pool_and_params
-    sel = ex.select_label_lr(pool, p, tmp_path, ["small_adapter"])["small_adapter"]
-    embs = pool.get(True)
+    sel = ex.select_label_lr(pool, p, tmp_path, ["small_adapter"], **SEL)["small_adapter"]
+    embs = pool.get("forced")
     for lr_text, loss in sel["grid"].items():
         _, meta = ex.train_method("small_adapter", embs, pool.units, pool.setup,
                                   {**p, "label_lr": float(lr_text), "label_lr_grid": ""}, 0.2, 42)
@@ -96,7 +101,7 @@ def test_a_changed_label_reruns_the_run(pool_and_params, tmp_path, monkeypatch):
     pool, p = pool_and_params
     names = [u.name for u in pool.units]
     q = {**p, "label_lr_grid": ""}
-    first = ex.run_job("in_domain", "small_adapter", seed=42, train_ratio=0.2, use_instructions=True,
+    first = ex.run_job("in_domain", "small_adapter", seed=42, train_ratio=0.2, instructions="forced",
                        train_names=names, pool=pool, p=q, results=tmp_path)
     # every summary says which machine produced it and what the loader dropped
     assert set(first["hardware"]) >= {"cpu_model", "isa", "blas", "cpu_bf16_autocast", "torch"}
@@ -104,12 +109,12 @@ def test_a_changed_label_reruns_the_run(pool_and_params, tmp_path, monkeypatch):
     calls = []
     real = ex.train_method
     monkeypatch.setattr(ex.jobs, "train_method", lambda *a, **k: calls.append(1) or real(*a, **k))
-    same = ex.run_job("in_domain", "small_adapter", seed=42, train_ratio=0.2, use_instructions=True,
+    same = ex.run_job("in_domain", "small_adapter", seed=42, train_ratio=0.2, instructions="forced",
                       train_names=names, pool=ex.EmbeddingPool(pool.setup, copy.deepcopy(pool.units)), p=q,
                       results=tmp_path)
     assert same == first and calls == []          # equal data (a fresh copy): served from the finished run
     changed = ex.EmbeddingPool(pool.setup, _with_changed_label(pool.units))
-    again = ex.run_job("in_domain", "small_adapter", seed=42, train_ratio=0.2, use_instructions=True,
+    again = ex.run_job("in_domain", "small_adapter", seed=42, train_ratio=0.2, instructions="forced",
                        train_names=names, pool=changed, p=q, results=tmp_path)
     assert calls == [1]
     assert again["config_key"] != first["config_key"]
@@ -189,10 +194,10 @@ def test_damaged_phase1_adapter_is_retrained(pool_and_params, monkeypatch, tmp_p
 
 def test_the_final_run_reuses_the_selection_runs_training(pool_and_params, tmp_path, monkeypatch):
     pool, p = pool_and_params
-    sel = ex.select_label_lr(pool, p, tmp_path, ["era"])
+    sel = ex.select_label_lr(pool, p, tmp_path, ["era"], **SEL)
     chosen = sel["era"]["chosen"]
     fresh_dir = tmp_path / "fresh"
-    fresh = ex.run_job("in_domain", "era", seed=42, train_ratio=0.2, use_instructions=True,
+    fresh = ex.run_job("in_domain", "era", seed=42, train_ratio=0.2, instructions="forced",
                        train_names=[u.name for u in pool.units], pool=pool,
                        p=ex.method_params(p, "era", sel), results=fresh_dir)
 
@@ -200,15 +205,15 @@ def test_the_final_run_reuses_the_selection_runs_training(pool_and_params, tmp_p
         raise AssertionError("the final run trained again instead of reusing the selection run")
 
     monkeypatch.setattr(ex.jobs, "train_method", no_training)
-    reused = ex.run_job("in_domain", "era", seed=42, train_ratio=0.2, use_instructions=True,
+    reused = ex.run_job("in_domain", "era", seed=42, train_ratio=0.2, instructions="forced",
                         train_names=[u.name for u in pool.units], pool=pool,
                         p=ex.method_params(p, "era", sel), results=tmp_path)
     assert reused == fresh
-    run = "era__inston__train0.2__seed42"
+    run = "era__forced__train0.2__seed42"
     for name in ("adapter.safetensors", "era_meta.json", "summary.json", "per_query.json", "run.trec.gz"):
         assert (ex.run_dir(tmp_path, "in_domain", run) / name).read_bytes() == \
             (ex.run_dir(fresh_dir, "in_domain", run) / name).read_bytes(), name
-    selection_run = ex.run_dir(tmp_path, "lr_selection", ex.make_run_id("era", True, 0.2, 42, {"lr": f"{chosen:g}"}))
+    selection_run = ex.run_dir(tmp_path, "lr_selection", ex.make_run_id("era", "forced", 0.2, 42, {"lr": f"{chosen:g}"}))
     assert (selection_run / "adapter.safetensors").read_bytes() == \
         (ex.run_dir(tmp_path, "in_domain", run) / "adapter.safetensors").read_bytes()
 
@@ -217,14 +222,14 @@ def test_a_changed_selection_adapter_is_not_reused(pool_and_params, tmp_path, mo
     pool, p = pool_and_params
     q = {**p, "label_lr_grid": ""}
     names = [u.name for u in pool.units]
-    ex.run_job("lr_selection", "small_adapter", seed=42, train_ratio=0.2, use_instructions=True,
+    ex.run_job("lr_selection", "small_adapter", seed=42, train_ratio=0.2, instructions="forced",
                train_names=names, pool=pool, p=q, results=tmp_path, run_tags={"lr": "x"})
-    weights = ex.run_dir(tmp_path, "lr_selection", "small_adapter__inston__train0.2__seed42__lr-x") / "adapter.safetensors"
+    weights = ex.run_dir(tmp_path, "lr_selection", "small_adapter__forced__train0.2__seed42__lr-x") / "adapter.safetensors"
     weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")  # damaged after it was indexed
     calls = []
     real = ex.train_method
     monkeypatch.setattr(ex.jobs, "train_method", lambda *a, **k: calls.append(1) or real(*a, **k))
-    ex.run_job("in_domain", "small_adapter", seed=42, train_ratio=0.2, use_instructions=True,
+    ex.run_job("in_domain", "small_adapter", seed=42, train_ratio=0.2, instructions="forced",
                train_names=names, pool=pool, p=q, results=tmp_path)
     assert calls == [1]
 
@@ -236,7 +241,7 @@ def test_training_is_identical_on_one_and_two_threads(pool_and_params, tmp_path,
     from era_core import paths
 
     pool, p = pool_and_params
-    embs = pool.get(True)
+    embs = pool.get("forced")
     q = {**p, "label_lr_grid": ""}
     before = torch.get_num_threads()
     states = []

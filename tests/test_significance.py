@@ -30,7 +30,7 @@ def results(tmp_path):
     records = []
     for enc, off in (("small", 0.0), ("large", 0.2)):
         for s in seeds:
-            records.append({"encoder": enc, "instructions": "on", "scope": "test", "seed": s,
+            records.append({"encoder": enc, "instructions": "native", "scope": "test", "seed": s,
                             "per_query": _values(off, s)})
     write_json(tmp_path / "zero_shot.json", {"setup": {"small_model": "small", "large_model": "large"},
                                              "records": records})
@@ -38,8 +38,8 @@ def results(tmp_path):
     for method, off in (("era", 0.1), ("small_adapter", 0.15), ("alignment_only", -0.05)):
         for ratio in (0.1, 0.4):
             for s in seeds:
-                runs.append({"method": method, "train_ratio": ratio, "seed": s, "instructions": "on"})
-                folder = run_dir(tmp_path, "in_domain", make_run_id(method, True, ratio, s, {}))
+                runs.append({"method": method, "train_ratio": ratio, "seed": s, "instructions": "native"})
+                folder = run_dir(tmp_path, "in_domain", make_run_id(method, "native", ratio, s, {}))
                 write_json(folder / PER_QUERY_FILE, _values(off + ratio / 10, s))
     write_json(tmp_path / "training.json", {"runs": runs})
     return tmp_path
@@ -59,7 +59,7 @@ def test_no_shared_query_is_an_error():
 
 
 def test_main_significance_family_and_holm(results):
-    out = sig.main_significance(results, "on", n_resamples=2000, seed=0)
+    out = sig.main_significance(results, "native", n_resamples=2000, seed=0)
     rows = {(r["method"], r["train_ratio"], r["baseline"]): r for r in out["comparisons"]}
     # zero-shot rows, ERA and alignment_only (once: it ignores the ratio) against each other baseline
     assert ("era", 0.4, "small_adapter") in rows and ("era", 0.1, "zero_shot_large") in rows
@@ -75,9 +75,9 @@ def test_main_significance_family_and_holm(results):
 
 
 def test_p_values_match_scipy_on_real_differences(results):
-    out = sig.main_significance(results, "on", n_resamples=4096, seed=0)
+    out = sig.main_significance(results, "native", n_resamples=4096, seed=0)
     row = next(r for r in out["comparisons"] if (r["method"], r["train_ratio"], r["baseline"]) == ("era", 0.1, "small_adapter"))
-    runs = sig._run_per_query(results, "on")
+    runs = sig._run_per_query(results, "native")
     diffs = sig.query_differences(runs[("era", 0.1)], runs[("small_adapter", 0.1)])
     # constant shift: a sign-flip test over n queries gives exactly 2 / 2^n (n small enough to enumerate)
     ref = sps.permutation_test((diffs,), np.mean, permutation_type="samples", n_resamples=np.inf,
@@ -88,4 +88,4 @@ def test_p_values_match_scipy_on_real_differences(results):
 def test_missing_per_query_file_names_the_fix(results):
     next(results.rglob(PER_QUERY_FILE)).unlink()
     with pytest.raises(EraError, match="rerun 03_training"):
-        sig.main_significance(results, "on")
+        sig.main_significance(results, "native")

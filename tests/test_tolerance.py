@@ -17,10 +17,10 @@ def frame(rows):
 
 
 def test_compare_frames_takes_the_largest_move_and_the_larger_spread():
-    a = frame([("era", 0.1, "on", "overall", 0.50, 0.010), ("era", 0.4, "on", "overall", 0.60, 0.002),
-               ("era", 0.4, "on", "code", 0.40, 0.05), ("zero_shot_small", None, "on", "overall", 0.3, 0.001)])
-    b = frame([("era", 0.1, "on", "overall", 0.507, 0.012), ("era", 0.4, "on", "overall", 0.599, 0.001),
-               ("era", 0.4, "on", "code", 0.43, 0.05), ("zero_shot_small", None, "on", "overall", 0.3, 0.001)])
+    a = frame([("era", 0.1, "native", "overall", 0.50, 0.010), ("era", 0.4, "native", "overall", 0.60, 0.002),
+               ("era", 0.4, "native", "code", 0.40, 0.05), ("zero_shot_small", None, "native", "overall", 0.3, 0.001)])
+    b = frame([("era", 0.1, "native", "overall", 0.507, 0.012), ("era", 0.4, "native", "overall", 0.599, 0.001),
+               ("era", 0.4, "native", "code", 0.43, 0.05), ("zero_shot_small", None, "native", "overall", 0.3, 0.001)])
     rows = {r["method"]: r for r in tol.compare_frames(a, b)}
     assert rows["era"]["max_abs_diff_overall"] == pytest.approx(0.007)
     assert rows["era"]["max_abs_diff_domain"] == pytest.approx(0.03)
@@ -30,8 +30,8 @@ def test_compare_frames_takes_the_largest_move_and_the_larger_spread():
 
 def test_no_shared_cell_is_an_error():
     with pytest.raises(EraError, match="share no"):
-        tol.compare_frames(frame([("era", 0.1, "on", "overall", 0.5, 0.1)]),
-                           frame([("era", 0.2, "on", "overall", 0.5, 0.1)]))
+        tol.compare_frames(frame([("era", 0.1, "native", "overall", 0.5, 0.1)]),
+                           frame([("era", 0.2, "native", "overall", 0.5, 0.1)]))
 
 
 def test_compare_results_and_the_file_keeps_one_entry_per_label(tmp_path):

@@ -141,7 +141,7 @@ def _tiny_label_data(n=10, n_val=6, seed=0):
     return train_mod.LabelData(*tr, *va, splits={})
 
 
-def test_schedule_inside_training_reference_and_warmup_linear(monkeypatch):
+def test_schedule_inside_training_reference_and_constant(monkeypatch):
     data = _tiny_label_data()  # 10 tuples, batch 5 -> 2 steps per epoch
     torch.manual_seed(0)
     cfg = LabelConfig(lr=1e-2, batch_size=5, epochs=20, early_stopping=False)  # T = 40, W = 4
@@ -158,12 +158,6 @@ def test_schedule_inside_training_reference_and_warmup_linear(monkeypatch):
     res = train_label(LinearAdapter(4, 3), data, cfg_ref, progress=False)
     assert res.history[0]["lr"] == pytest.approx(1e-2 * 2 / 200) and len(res.history) == 2
     monkeypatch.undo()
-    # warmup_linear: T from schedule_epochs, and training ends there.
-    cfg_wl = LabelConfig(lr=1e-2, batch_size=5, epochs=1000, schedule="warmup_linear", schedule_epochs=10,
-                         early_stopping=False)  # T = 20, W = 2
-    res = train_label(LinearAdapter(4, 3), data, cfg_wl, progress=False)
-    assert len(res.history) == 10 and res.history[0]["lr"] == pytest.approx(1e-2 * 18 / 18)
-    assert res.history[-1]["lr"] == pytest.approx(0.0)
     cfg_c = LabelConfig(lr=1e-2, batch_size=5, epochs=3, schedule="constant", early_stopping=False)
     assert [h["lr"] for h in train_label(LinearAdapter(4, 3), data, cfg_c, progress=False).history] == [1e-2] * 3
 
@@ -398,7 +392,7 @@ def test_mode_and_argument_errors():
         train_era(tasks, "label_only", align_pairs=pairs, progress=False)
     with pytest.raises(ParamsError, match="train_ratio"):
         train_era(tasks, "label_only", label_cfg=LabelConfig(train_ratio=0.5), progress=False)
-    with pytest.raises(ParamsError, match="reference, constant, warmup_linear"):
+    with pytest.raises(ParamsError, match="reference, constant"):
         LabelConfig(schedule="cosine").validate()
     no_small = TaskEmbeddings(**{**tasks[0].__dict__, "q_small": None})
     with pytest.raises(DataError, match="q_small"):
@@ -540,3 +534,51 @@ def test_residual_mlp_starts_as_its_linear_part_and_trains_the_mlp(monkeypatch):
     assert _test_mrr(res.adapter, tasks, res.splits) > 0.5
     with pytest.raises(ParamsError, match="mlp_hidden"):
         train_era(tasks, "small_adapter", mlp_hidden=8, progress=False)
+
+
+# ---------------------------------------------------------------- re-mined negatives (remine_rounds)
+
+
+def test_remine_round_mines_with_the_trained_adapter_and_keeps_the_splits(monkeypatch):
+    from dataclasses import replace
+
+    tasks, pairs = _planted(2)
+    cfg = replace(FAST_LABEL, remine_rounds=1)
+    teachers = []
+    real = modes_mod.prepare_label_data
+
+    def spy(tasks_, cfg_, *, teacher=None, query_side="large"):
+        data = real(tasks_, cfg_, teacher=teacher, query_side=query_side)
+        teachers.append((teacher(tasks_[0]), data))
+        return data
+
+    monkeypatch.setattr(modes_mod, "prepare_label_data", spy)
+    res = train_era(tasks, "both", align_cfg=FAST_ALIGN, label_cfg=cfg, align_pairs=pairs, progress=False)
+    (first_teacher, first), (second_teacher, second) = teachers
+    # The second round's teacher is the adapter the first round trained, on the large query vectors.
+    trained_first = res.label.adapter
+    expected = apply_adapter(trained_first, tasks[0].q_large)
+    np.testing.assert_allclose(second_teacher, expected, atol=1e-5)
+    assert not np.allclose(first_teacher, second_teacher, atol=1e-3)
+    # Same splits, same positives; the adapter moved, so some negatives changed (and the meta says how many).
+    assert first.splits == second.splits
+    assert [(t.qid, t.pos) for t in first.train_tuples] == [(t.qid, t.pos) for t in second.train_tuples]
+    changed = modes_mod.changed_negatives(first.train_tuples, second.train_tuples)
+    assert 0 < changed <= 1 and res.meta["remine_result"][0]["changed_negatives"] == pytest.approx(changed)
+    assert res.meta["label_result"]["eval_query_ids_per_task"] == {n: s["test"] for n, s in res.splits.items()}
+    # The final adapter is the second round's, which started from the first round's.
+    assert not torch.equal(res.adapter.proj.weight, trained_first.proj.weight)
+
+
+def test_remined_negatives_do_not_change_when_the_teacher_does_not_move():
+    tasks, _ = _planted(1)
+    data = prepare_label_data(tasks, FAST_LABEL, query_side="small")
+    ident = LinearAdapter.identity(D_OUT)
+    again = prepare_label_data(tasks, FAST_LABEL, teacher=modes_mod.adapter_teacher(ident, "small"), query_side="small")
+    # The default teacher of the small side is q_small itself: the identity adapter ranks exactly as it does.
+    assert modes_mod.changed_negatives(data.train_tuples, again.train_tuples) == 0.0
+    moved = LinearAdapter(D_OUT, D_OUT)
+    other = prepare_label_data(tasks, FAST_LABEL, teacher=modes_mod.adapter_teacher(moved, "small"), query_side="small")
+    assert modes_mod.changed_negatives(data.train_tuples, other.train_tuples) > 0.5
+    with pytest.raises(ParamsError, match="remine_rounds"):
+        LabelConfig(remine_rounds=-1).validate()

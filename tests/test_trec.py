@@ -41,9 +41,9 @@ def test_ir_measures_reads_a_runs_files_to_our_metrics(tmp_path):
                     "align_epochs": 3, "label_epochs": 4, "tasks": "HPO-Synonyms,SymPy-API", "label_lr_grid": ""})
     setup = ex.Setup.from_params(p)
     pool = ex.EmbeddingPool(setup, ex.load_units(setup))
-    summary = ex.run_job("in_domain", "era", seed=42, train_ratio=0.2, use_instructions=True,
+    summary = ex.run_job("in_domain", "era", seed=42, train_ratio=0.2, instructions="forced",
                          train_names=[u.name for u in pool.units], pool=pool, p=p, results=tmp_path)
-    folder = ex.run_dir(tmp_path, "in_domain", "era__inston__train0.2__seed42")
+    folder = ex.run_dir(tmp_path, "in_domain", "era__forced__train0.2__seed42")
     qrels = list(ir_measures.read_trec_qrels(str(folder / QRELS_FILE)))
     run = list(ir_measures.read_trec_run(str(folder / RUN_FILE)))
     per_query = {m.query_id: m.value for m in ir_measures.iter_calc([nDCG @ 10], qrels, run)}

@@ -20,6 +20,8 @@ class AdaptedQueryEncoder:
 
     A ``FusedAdapter`` also needs ``small_query_encoder`` (the small model, encoding the same
     queries with its own query template); its input is ``fuse_queries(large, small)``.
+    ``instructions`` is the instruction setting the adapter was trained in (``era_core.instructions``):
+    under ``native`` an encoder that was not trained on instructions gets the bare query.
     """
 
     def __init__(
@@ -29,7 +31,11 @@ class AdaptedQueryEncoder:
         instruction: str | None = None,
         doc_model: str | None = None,
         small_query_encoder: Any = None,
+        instructions: str = "native",
     ) -> None:
+        from era_core.instructions import check_instruction_setting
+
+        check_instruction_setting(instructions)
         fused = isinstance(adapter, FusedAdapter)
         if fused != (small_query_encoder is not None):
             raise ParamsError(
@@ -51,6 +57,7 @@ class AdaptedQueryEncoder:
         self.adapter = adapter
         self.instruction = instruction
         self.doc_model = doc_model
+        self.instructions = instructions
 
     @property
     def dim(self) -> int:
@@ -69,9 +76,10 @@ class AdaptedQueryEncoder:
             instructions = self.instruction
         if isinstance(instructions, list) and len(instructions) != len(queries):
             raise ParamsError(f"got {len(queries)} queries but {len(instructions)} instructions; pass one per query")
-        x = _encode_queries(self.query_encoder, queries, instructions, batch_size, progress)
+        x = _encode_queries(self.query_encoder, queries, instructions, self.instructions, batch_size, progress)
         if self.small_query_encoder is not None:
-            small = _encode_queries(self.small_query_encoder, queries, instructions, batch_size, progress)
+            small = _encode_queries(self.small_query_encoder, queries, instructions, self.instructions, batch_size,
+                                    progress)
             x = fuse_queries(x, small, self.adapter)
         return apply_adapter(self.adapter, x)
 
@@ -82,14 +90,15 @@ class AdaptedQueryEncoder:
             self.adapter,
             query_model=_encoder_key(self.query_encoder),
             doc_model=self.doc_model,
-            # Recorded by formatting placeholders, so it shows the encoder's real template.
-            instruction_template=self.query_encoder.format_queries(["{query}"], "{instruction}")[0],
+            # Recorded by formatting placeholders, so it shows what the encoder really receives.
+            instruction_template=_template(self.query_encoder, self.instructions),
             default_instruction=self.instruction,
             card=card,
             small_query_model=None if self.small_query_encoder is None else _encoder_key(self.small_query_encoder),
             small_instruction_template=None
             if self.small_query_encoder is None
-            else self.small_query_encoder.format_queries(["{query}"], "{instruction}")[0],
+            else _template(self.small_query_encoder, self.instructions),
+            instructions=self.instructions,
         )
 
     @staticmethod
@@ -104,6 +113,7 @@ class AdaptedQueryEncoder:
         card: Mapping[str, Any] | None = None,
         small_query_model: str | None = None,
         small_instruction_template: str | None = None,
+        instructions: str = "native",
     ) -> Path:
         """Write a ``from_pretrained`` folder without loading the query encoder (used for releases).
 
@@ -117,6 +127,7 @@ class AdaptedQueryEncoder:
             "out_dim": adapter.out_dim,
             "instruction_template": instruction_template,
             "default_instruction": default_instruction,
+            "instructions": instructions,
             "card": dict(card or {}),
         }
         if isinstance(adapter, FusedAdapter):  # extra keys only here: linear folders stay as they were
@@ -163,8 +174,9 @@ class AdaptedQueryEncoder:
                 expected_out_dim=int(config["out_dim"]),
             )  # fmt: skip
         query_encoder = _encoder_for(query_encoder, config["query_model"], folder)
+        # Folders written before instruction settings existed applied the template to every encoder.
         return cls(query_encoder, adapter, instruction=config.get("default_instruction"), doc_model=config["doc_model"],
-                   small_query_encoder=small_query_encoder)
+                   small_query_encoder=small_query_encoder, instructions=config.get("instructions", "forced"))
 
 
 def _encoder_for(encoder: Any, key: str | None, folder: Path) -> Any:
@@ -179,8 +191,20 @@ def _encoder_for(encoder: Any, key: str | None, folder: Path) -> Any:
     return encoder
 
 
-def _encode_queries(encoder: Any, queries: list[str], instructions: Any, batch_size: int, progress: bool) -> np.ndarray:
-    texts = encoder.format_queries(list(queries), instructions)
+def _template(encoder: Any, setting: str) -> str:
+    """What ``encoder`` receives for a query under ``setting``, with ``{instruction}`` and ``{query}`` placeholders."""
+    from era_core.instructions import query_instructions
+
+    return encoder.format_queries(["{query}"], query_instructions(getattr(encoder, "spec", None), setting,
+                                                                  "{instruction}"))[0]
+
+
+def _encode_queries(encoder: Any, queries: list[str], instructions: Any, setting: str, batch_size: int,
+                    progress: bool) -> np.ndarray:
+    from era_core.instructions import query_instructions
+
+    texts = encoder.format_queries(list(queries), query_instructions(getattr(encoder, "spec", None), setting,
+                                                                     instructions))
     return np.asarray(encoder.encode(texts, batch_size=batch_size, progress=progress), dtype=np.float32)
 
 

@@ -53,7 +53,7 @@ def zero_shot_rerun(tasks: Sequence[str] | None, repeats: int, threads: int) -> 
     def run() -> list[str]:
         # The encoder memo outlives calls; a fresh one shows what this call alone had to load.
         experiments.forget_encoders()
-        experiments.zero_shot(setup, models, use_instructions=True, seeds=[42])
+        experiments.zero_shot(setup, models, instructions="forced", seeds=[42])
         loaded = experiments.loaded_encoders()
         experiments.forget_encoders()
         return loaded

@@ -21,18 +21,28 @@ from era_core.encoders.encoder import ENCODER_VERSION, Encoder
 from era_core.encoders.loader import load_encoder
 from era_core.encoders.precision import auto_dtype, cpu_has_native_bf16
 from era_core.encoders.registry import REGISTRY
-from era_core.encoders.spec import INSTRUCT_TEMPLATE, ModelSpec, format_queries
+from era_core.encoders.spec import (
+    INSTRUCT_TEMPLATE,
+    INSTRUCTION_SETTINGS,
+    ModelSpec,
+    check_instruction_setting,
+    format_queries,
+    query_instructions,
+)
 from era_core.encoders.weights import resolve_weights
 
 __all__ = [
     "ENCODER_VERSION",
     "INSTRUCT_TEMPLATE",
+    "INSTRUCTION_SETTINGS",
     "REGISTRY",
     "Encoder",
     "ModelSpec",
     "auto_dtype",
+    "check_instruction_setting",
     "cpu_has_native_bf16",
     "format_queries",
     "load_encoder",
+    "query_instructions",
     "resolve_weights",
 ]

@@ -60,6 +60,8 @@ class ApiModelSpec:
     query_template: str = API_QUERY_TEMPLATE
     size: str = "API"
     params: int = 0  # not published by OpenAI
+    #: The reference instructs OpenAI models (``{instruction}\n{query}``) in every setting.
+    instructed: bool = True
 
 
 API_MODELS: dict[str, ApiModelSpec] = {

@@ -122,6 +122,7 @@ REGISTRY: dict[str, ModelSpec] = {
             max_positions=32768,
             cuda_dtype="bfloat16",
             layers=36,
+            instructed=True,
         ),
         ModelSpec(
             key="qwen3-0.6b",
@@ -138,6 +139,7 @@ REGISTRY: dict[str, ModelSpec] = {
             max_positions=32768,
             cuda_dtype="float16",
             layers=28,
+            instructed=True,
         ),
         ModelSpec(
             key="bge-m3",
@@ -154,6 +156,7 @@ REGISTRY: dict[str, ModelSpec] = {
             max_positions=8192,
             cuda_dtype="float32",  # the reference loads bge-m3 in fp32 via SentenceTransformer
             layers=24,
+            instructed=True,
         ),
     )
 }

@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from era_core.errors import ParamsError
+from era_core.instructions import INSTRUCTION_SETTINGS, check_instruction_setting, query_instructions  # noqa: F401
 
 #: The query template of the reference code (note the space after "Query:").
 INSTRUCT_TEMPLATE = "Instruct: {instruction}\nQuery: {query}"
+
 
 #: The values ``ModelSpec.backend`` and ``ModelSpec.pooling`` may take.
 BACKENDS = ("transformers", "onnx", "static")
@@ -52,6 +54,8 @@ class ModelSpec:
     forbidden_dtypes: tuple[str, ...] = ()
     #: Matryoshka widths the model was trained to be truncated to (``truncate_dim``).
     matryoshka_dims: tuple[int, ...] = ()
+    #: Trained on query instructions, so the ``native`` setting instructs it (Qwen3, bge; §7).
+    instructed: bool = False
 
 
 class SpecIdentity:

@@ -16,11 +16,18 @@ Scoring scopes: every method, baselines included, is scored per task on the *sam
 (``scope="all"``), which is the reference's protocol for LODO and domain-specific runs.
 """
 
-from era_core.experiments.embeddings import EmbeddingPool, embed_corpus, embed_queries, query_inputs, task_embeddings
+from era_core.experiments.embeddings import (
+    EmbeddingPool,
+    embed_corpus,
+    embed_queries,
+    embed_raw_queries,
+    model_instructions,
+    query_inputs,
+    task_embeddings,
+)
 from era_core.experiments.jobs import (
-    METHOD_MODES,
-    PHASE1_METHODS,
     load_trained,
+    method_label_config,
     query_side_of,
     run_job,
     split_timing,
@@ -36,7 +43,13 @@ from era_core.experiments.keys import (
     source_hash,
 )
 from era_core.experiments.pairs import encoder_pair_study
-from era_core.experiments.phase1 import alignment_pairs, per_task_sample, train_alignment_cached
+from era_core.experiments.phase1 import (
+    alignment_pairs,
+    mapped_cosine,
+    per_task_sample,
+    query_side_cosine,
+    train_alignment_cached,
+)
 from era_core.experiments.protocols import alignment_study, domain_specific, lodo, random_adapter_baseline, sweep
 from era_core.experiments.quickstart import quickstart_compare
 from era_core.experiments.runs import PER_QUERY_FILE, make_run_id, run_dir, run_is_done, trained_index
@@ -64,11 +77,11 @@ from era_core.experiments.setup import (
 from era_core.experiments.zero_shot import zero_shot
 
 __all__ = [
-    "HEADLINE", "METHOD_MODES", "PER_QUERY_FILE", "PHASE1_METHODS", "EmbeddingPool", "Setup",
+    "HEADLINE", "PER_QUERY_FILE", "EmbeddingPool", "Setup",
     "align_config", "alignment_pairs", "alignment_study", "apply_and_score", "code_version", "config_hash",
-    "domain_specific", "embed_corpus", "embed_queries", "encoder_identity", "encoder_pair_study", "forget_encoders", "get_encoder",
-    "headline_per_query", "label_config", "load_trained", "load_units", "loaded_encoders", "lodo", "machine", "make_run_id",
-    "method_params", "model_params", "per_task_sample", "query_inputs", "query_side_of", "quickstart_compare",
+    "domain_specific", "embed_corpus", "embed_queries", "embed_raw_queries", "encoder_identity", "encoder_pair_study", "forget_encoders", "get_encoder",
+    "headline_per_query", "label_config", "load_trained", "load_units", "loaded_encoders", "lodo", "machine", "make_run_id", "mapped_cosine",
+    "method_label_config", "method_params", "model_instructions", "model_params", "per_task_sample", "query_inputs", "query_side_cosine", "query_side_of", "quickstart_compare",
     "random_adapter_baseline", "resolve_device", "run_dir", "run_is_done", "run_job", "score_unit",
     "select_label_lr", "source_hash", "split_timing", "summarise", "sweep", "task_embeddings", "test_qids",
     "train_alignment_cached", "train_method", "trained_index", "training_key", "unit_fingerprint",

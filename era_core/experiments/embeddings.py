@@ -2,29 +2,43 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from tqdm.auto import tqdm
 
 from era_core.cache import embed_texts
+from era_core.instructions import check_instruction_setting, query_instructions
 from era_core.data import Unit
 from era_core.experiments.setup import Setup, get_encoder, unit_fingerprints
 
 
-def query_inputs(unit: Unit, use_instructions: bool) -> tuple[list[str], list[str], list[str] | None]:
-    """Labelled query ids, their texts and (if on) their instructions, in dataset order."""
+def query_inputs(unit: Unit) -> tuple[list[str], list[str], list[str]]:
+    """Labelled query ids, their texts and their instructions ('' where none), in dataset order."""
     qids = unit.labelled_qids()
-    texts = [unit.queries[q] for q in qids]
-    instructions = [unit.instructions.get(q, "") for q in qids] if use_instructions else None
-    return qids, texts, instructions
+    return qids, [unit.queries[q] for q in qids], [unit.instructions.get(q, "") for q in qids]
 
 
-def embed_queries(key: str, unit: Unit, setup: Setup, use_instructions: bool) -> np.ndarray:
-    """Labelled-query vectors of one unit for encoder ``key`` (cached)."""
-    _, texts, instructions = query_inputs(unit, use_instructions)
+def model_instructions(encoder: Any, setting: str, instructions: list[str]) -> list[str] | None:
+    """What ``encoder`` receives of ``instructions`` under the instruction ``setting`` (None: the raw query)."""
+    return query_instructions(encoder.spec, setting, instructions)
+
+
+def embed_queries(key: str, unit: Unit, setup: Setup, instructions: str) -> np.ndarray:
+    """Labelled-query vectors of one unit for encoder ``key`` under the instruction setting ``instructions`` (cached)."""
+    _, texts, inst = query_inputs(unit)
+    encoder = get_encoder(key, setup)
     return embed_texts(
-        get_encoder(key, setup), texts, role="query", instructions=instructions,
+        encoder, texts, role="query", instructions=model_instructions(encoder, instructions, inst),
         batch_size=setup.batch_size, progress=setup.progress,
     )
+
+
+def embed_raw_queries(key: str, unit: Unit, setup: Setup) -> np.ndarray:
+    """Labelled-query vectors of the bare query texts, never instructed (cached): identical texts for Phase 1."""
+    _, texts, _ = query_inputs(unit)
+    return embed_texts(get_encoder(key, setup), texts, role="query", instructions=None,
+                       batch_size=setup.batch_size, progress=setup.progress)
 
 
 def embed_corpus(key: str, unit: Unit, setup: Setup, rows: list[int] | None = None) -> np.ndarray:
@@ -35,13 +49,13 @@ def embed_corpus(key: str, unit: Unit, setup: Setup, rows: list[int] | None = No
     return embed_texts(get_encoder(key, setup), docs, role="document", batch_size=setup.batch_size, progress=setup.progress)
 
 
-def task_embeddings(units: list[Unit], setup: Setup, use_instructions: bool, *, need_small_queries: bool = True) -> list:
+def task_embeddings(units: list[Unit], setup: Setup, instructions: str, *, need_small_queries: bool = True) -> list:
     """Build ``train.TaskEmbeddings`` for every unit: large queries, small queries and the small corpus."""
     from era_core.train import TaskEmbeddings
 
     out = []
     for unit in tqdm(units, desc="embeddings", disable=not setup.progress):
-        qids, _, _ = query_inputs(unit, use_instructions)
+        qids, _, _ = query_inputs(unit)
         out.append(
             TaskEmbeddings(
                 name=unit.name,
@@ -49,8 +63,8 @@ def task_embeddings(units: list[Unit], setup: Setup, use_instructions: bool, *, 
                 qids=qids,
                 qrels={q: unit.qrels[q] for q in qids},
                 doc_ids=list(unit.corpus),
-                q_large=embed_queries(setup.large_model, unit, setup, use_instructions),
-                q_small=embed_queries(setup.small_model, unit, setup, use_instructions) if need_small_queries else None,
+                q_large=embed_queries(setup.large_model, unit, setup, instructions),
+                q_small=embed_queries(setup.small_model, unit, setup, instructions) if need_small_queries else None,
                 docs_small=embed_corpus(setup.small_model, unit, setup),
             )
         )
@@ -62,7 +76,7 @@ class EmbeddingPool:
 
     def __init__(self, setup: Setup, units: list[Unit]):
         self.setup, self.units = setup, units
-        self._by_setting: dict[bool, list] = {}
+        self._by_setting: dict[str, list] = {}
         self._fingerprints: dict[str, str] | None = None
 
     def fingerprints(self) -> dict[str, str]:
@@ -71,8 +85,9 @@ class EmbeddingPool:
             self._fingerprints = unit_fingerprints(self.units)
         return self._fingerprints
 
-    def get(self, use_instructions: bool) -> list:
-        """Embeddings of every unit for one instruction setting (cache-backed)."""
-        if use_instructions not in self._by_setting:
-            self._by_setting[use_instructions] = task_embeddings(self.units, self.setup, use_instructions)
-        return self._by_setting[use_instructions]
+    def get(self, instructions: str) -> list:
+        """Embeddings of every unit for one instruction setting (``native`` or ``forced``; cache-backed)."""
+        check_instruction_setting(instructions)
+        if instructions not in self._by_setting:
+            self._by_setting[instructions] = task_embeddings(self.units, self.setup, instructions)
+        return self._by_setting[instructions]

@@ -11,24 +11,23 @@ from era_core.data import Unit
 from era_core.errors import EraError, ParamsError
 from era_core.experiments.embeddings import EmbeddingPool
 from era_core.experiments.keys import align_config, code_version, config_hash, encoder_identity, label_config
-from era_core.experiments.phase1 import train_alignment_cached
+from era_core.experiments.phase1 import query_side_cosine, train_alignment_cached
 from era_core.experiments.runs import PER_QUERY_FILE, make_run_id, run_dir, run_is_done, trained_index
 from era_core.experiments.scoring import apply_and_score, headline_per_query, summarise, test_qids
 from era_core.experiments.setup import Setup, machine
 from era_core.io import read_json, sha256_file, write_json
+from era_core.methods import get_method
 from era_core.trec import QRELS_FILE, RUN_FILE, write_qrels, write_run
-
-METHOD_MODES = {"era": "both", "label_only": "label_only", "alignment_only": "alignment_only",
-                "small_adapter": "small_adapter", "fused": "fused", "residual_mlp": "residual_mlp"}
-#: Methods whose adapter starts from Phase 1 (so Phase 1's configuration is part of their training key).
-PHASE1_METHODS = ("era", "alignment_only", "residual_mlp")
 
 
 def query_side_of(method: str) -> str:
     """Which query vectors a method's adapter reads: ``large``, ``small`` or ``fused`` (both, concatenated)."""
-    from era_core.train import MODE_QUERY_SIDE
+    return get_method(method).query_side
 
-    return MODE_QUERY_SIDE[METHOD_MODES[method]]
+
+def method_label_config(method: str, p: dict[str, Any], train_ratio: float, seed: int, device: str) -> Any:
+    """Phase 2 configuration of ``method``: the parameters' ``label_config`` with what the method fixes itself."""
+    return get_method(method).configure(label_config(p, train_ratio, seed, device))
 
 
 def train_method(method: str, train_embs: list, train_units: list[Unit], setup: Setup, p: dict[str, Any],
@@ -37,36 +36,37 @@ def train_method(method: str, train_embs: list, train_units: list[Unit], setup: 
     from era_core.seeding import seed_everything
     from era_core.train import train_era
 
-    if method not in METHOD_MODES:
-        raise ParamsError(f"unknown method {method!r}; allowed values: {', '.join(METHOD_MODES)}")
+    m = get_method(method)
     seed_everything(seed)
     acfg = align_config(p, seed, setup.device)
-    lcfg = label_config(p, train_ratio, seed, setup.device)
+    lcfg = method_label_config(method, p, train_ratio, seed, setup.device)
     align_adapter, align_meta = None, None
-    if method in PHASE1_METHODS:
+    if m.phase1:
         align_adapter, align_meta = train_alignment_cached(train_units, setup, acfg)
-    result = train_era(train_embs, METHOD_MODES[method], align_cfg=acfg, label_cfg=lcfg,
+    result = train_era(train_embs, m.mode, align_cfg=acfg, label_cfg=lcfg,
                        alignment_adapter=align_adapter, progress=setup.progress)
     meta = dict(result.meta)
     meta["method"] = method
     if align_meta is not None:
         meta["alignment_result"] = {"reused_from_cache": align_meta["key"], "history": align_meta["history"],
-                                    "eval_cosine": align_meta["eval_cosine"], "best_epoch": align_meta["best_epoch"]}
+                                    "eval_cosine": align_meta["eval_cosine"], "best_epoch": align_meta["best_epoch"],
+                                    "query_cosine": query_side_cosine(align_adapter, train_embs)}
     return result.adapter, meta
 
 
-def training_key(method: str, p: dict[str, Any], train_ratio: float, seed: int, use_instructions: bool,
+def training_key(method: str, p: dict[str, Any], train_ratio: float, seed: int, instructions: str,
                  train_units: dict[str, str], setup: Setup) -> str:
     """Hash of everything that decides a trained adapter, and nothing it is scored on.
 
     An lr-selection run and the final run at the chosen lr (same seed and ratio) train the same
     adapter; so do the pair study and 03_training on the default pair. They share one training.
     """
-    uses_alignment = method in PHASE1_METHODS
-    acfg, lcfg = asdict(align_config(p, seed, setup.device)), asdict(label_config(p, train_ratio, seed, setup.device))
+    uses_alignment = get_method(method).phase1
+    acfg = asdict(align_config(p, seed, setup.device))
+    lcfg = asdict(method_label_config(method, p, train_ratio, seed, setup.device))
     for cfg in (acfg, lcfg):
         cfg.pop("device")  # as in the run key: a run's numbers are tied to its hardware record, not its key
-    return config_hash({"method": method, "instructions": use_instructions, "train_units": train_units,
+    return config_hash({"method": method, "instructions": instructions, "train_units": train_units,
                         "alignment": acfg if uses_alignment else None, "label": lcfg,
                         "benchmark": setup.benchmark, "encoders": encoder_identity(setup), "code": code_version()})
 
@@ -111,14 +111,14 @@ def split_timing(obj: Any) -> tuple[Any, dict[str, float]]:
     return walk(obj, ""), found
 
 
-def _run_config(protocol: str, method: str, seed: int, train_ratio: float, use_instructions: bool,
+def _run_config(protocol: str, method: str, seed: int, train_ratio: float, instructions: str,
                 train_names: list[str], eval_units: list[Unit], pool: EmbeddingPool, p: dict[str, Any],
                 run_tags: dict[str, Any]) -> dict[str, Any]:
     """Everything a run's results depend on; its hash is the run key (``config_key``)."""
     fingerprints = pool.fingerprints()
     return {
         "protocol": protocol, "method": method, "seed": seed, "train_ratio": train_ratio,
-        "instructions": use_instructions, "train_units": {n: fingerprints[n] for n in train_names},
+        "instructions": instructions, "train_units": {n: fingerprints[n] for n in train_names},
         "eval_units": {u.name: fingerprints[u.name] for u in eval_units},
         "params": {k: v for k, v in p.items() if k not in ("progress", "seeds", "methods", "train_ratios",
                                                            "instruction_settings", "domains", "device")},
@@ -172,7 +172,7 @@ def _write_run(folder: Path, adapter: Any, meta: dict[str, Any], per_query: dict
     return weights
 
 
-def run_job(protocol: str, method: str, *, seed: int, train_ratio: float, use_instructions: bool,
+def run_job(protocol: str, method: str, *, seed: int, train_ratio: float, instructions: str,
             train_names: list[str], pool: EmbeddingPool, p: dict[str, Any], results: Path,
             run_tags: dict[str, Any] | None = None, extra_meta: dict[str, Any] | None = None,
             eval_names: list[str] | None = None) -> dict[str, Any]:
@@ -195,20 +195,20 @@ def run_job(protocol: str, method: str, *, seed: int, train_ratio: float, use_in
     if unknown:
         raise EraError(f"units {sorted(unknown)} are not in the pool; this is a bug in the protocol setup")
     eval_units = [u for u in pool.units if u.name in eval_set]
-    cfg_obj = _run_config(protocol, method, seed, train_ratio, use_instructions, train_names, eval_units, pool, p,
+    cfg_obj = _run_config(protocol, method, seed, train_ratio, instructions, train_names, eval_units, pool, p,
                           run_tags)
     cfg_key = config_hash(cfg_obj)
-    run_id = make_run_id(method, use_instructions, train_ratio, seed, run_tags)
+    run_id = make_run_id(method, instructions, train_ratio, seed, run_tags)
     folder = run_dir(results, protocol, run_id)
     done = run_is_done(folder, cfg_key)
     if done is not None:
         return done
 
-    by_name = {te.name: te for te in pool.get(use_instructions)}
+    by_name = {te.name: te for te in pool.get(instructions)}
     embs = [by_name[u.name] for u in eval_units]
     train_embs = [by_name[n] for n in train_names]
     train_units = [u for u in pool.units if u.name in set(train_names)]
-    train_key = training_key(method, p, train_ratio, seed, use_instructions, cfg_obj["train_units"], setup)
+    train_key = training_key(method, p, train_ratio, seed, instructions, cfg_obj["train_units"], setup)
     adapter, raw_meta, timings, reused = _train_or_reuse(method, train_key, train_embs, train_units, pool, p,
                                                          train_ratio, seed, results)
     meta = {**raw_meta, "training_key": train_key}
@@ -220,8 +220,10 @@ def run_job(protocol: str, method: str, *, seed: int, train_ratio: float, use_in
     keep_protocol = _protocol_keep(meta, split_test, per_query, train_names, eval_set)
     summary = {
         "protocol": protocol, "method": method, "seed": seed, "train_ratio": train_ratio,
-        "instructions": "on" if use_instructions else "off", "train_units": train_names, **run_tags,
+        "instructions": instructions, "train_units": train_names, **run_tags,
         "config_key": cfg_key,
+        **({"phase1": {k: meta["alignment_result"][k] for k in ("eval_cosine", "query_cosine")}}
+           if get_method(method).phase1 else {}),
         "dropped_rows": {u.name: u.dropped_counts() for u in eval_units},
         # Bytes match across machines only within one CPU kernel family (README, "Reproducibility").
         "hardware": machine(),

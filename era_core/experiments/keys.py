@@ -46,7 +46,7 @@ def label_config(p: dict[str, Any], train_ratio: float, seed: int, device: str) 
 
 #: Modules whose code decides a trained adapter or its scores; their source is part of every run key,
 #: so editing them reruns the affected runs instead of serving stale results.
-_CODE_MODULES = ("negatives", "splits", "retrieval", "metrics", "data")
+_CODE_MODULES = ("negatives", "splits", "retrieval", "metrics", "data", "methods", "instructions")
 #: Packages hashed whole (every ``.py`` below them): the offline builders decide which texts and labels a
 #: task holds; ``adapter``, ``train`` and ``experiments`` train and score.
 _CODE_PACKAGES = ("offline", "adapter", "train", "experiments")
@@ -74,8 +74,9 @@ def code_version() -> str:
 
 
 def encoder_identity(setup: Setup) -> dict[str, Any]:
-    """The cache identity of the setup's large and small encoders (part of every run key)."""
-    return {
-        "large": get_encoder(setup.large_model, setup).cache_fields(),
-        "small": get_encoder(setup.small_model, setup).cache_fields(),
-    }
+    """The cache identity of the setup's large and small encoders and their instruction policy (part of every run key)."""
+    out = {}
+    for side, key in (("large", setup.large_model), ("small", setup.small_model)):
+        enc = get_encoder(key, setup)
+        out[side] = {**enc.cache_fields(), "instructed": bool(getattr(enc.spec, "instructed", False))}
+    return out

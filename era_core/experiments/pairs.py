@@ -8,7 +8,7 @@ from typing import Any
 from era_core.experiments.embeddings import EmbeddingPool, embed_corpus
 from era_core.experiments.jobs import run_job
 from era_core.experiments.scoring import score_unit, summarise, test_qids
-from era_core.experiments.selection import method_params, select_label_lr
+from era_core.experiments.selection import method_params, select_label_lr, selection_for
 from era_core.experiments.setup import Setup, load_units
 from era_core.params import parse_pairs, split_csv
 
@@ -49,18 +49,21 @@ def encoder_pair_study(p: dict[str, Any], results: Path) -> list[dict[str, Any]]
         pair = f"{large}>{small}"
         pair_p = {**p, "large_model": large, "small_model": small}
         pair_tags = {"pair": pair.replace(">", "-to-")}
-        # Each pair picks its own Phase 2 lr by validation loss, as 03_training does (never by test scores).
-        selection = select_label_lr(pool, pair_p, results, split_csv(p["methods"]), fold=pair_tags)
+        ratios = [float(r) for r in split_csv(p["train_ratios"])]
         for inst in split_csv(p["instruction_settings"]):
-            embs = pool.get(inst == "on")
+            # Each pair picks its own Phase 2 lr per setting by validation loss, as 03_training does.
+            selection = select_label_lr(pool, pair_p, results, split_csv(p["methods"]), instructions=inst,
+                                        train_ratio=min(ratios), seed=seeds[0], fold=pair_tags)
+            embs = pool.get(inst)
             for seed in seeds:
                 keep = test_qids(embs, seed, p["val_ratio"], p["eval_ratio"])
                 rows += _zero_shot_rows(pool, embs, keep, pair, inst, seed, small, large)
                 for method in split_csv(p["methods"]):
-                    for ratio in map(float, split_csv(p["train_ratios"])):
-                        s = run_job("encoder_pairs", method, seed=seed, train_ratio=ratio, use_instructions=inst == "on",
+                    for ratio in ratios:
+                        s = run_job("encoder_pairs", method, seed=seed, train_ratio=ratio, instructions=inst,
                                     train_names=[u.name for u in pool.units], pool=pool,
                                     p=method_params(pair_p, method, selection), results=results, run_tags=pair_tags,
-                                    extra_meta={"label_lr_selection": selection.get(method)})
-                        rows.append(_row(pair, inst, seed, method, ratio, s["scopes"]["test"]))
+                                    extra_meta={"label_lr_selection": selection_for(selection, method)})
+                        rows.append({**_row(pair, inst, seed, method, ratio, s["scopes"]["test"]),
+                                     **({"phase1": s["phase1"]} if "phase1" in s else {})})
     return rows

@@ -63,6 +63,27 @@ def alignment_pairs(units: list[Unit], setup: Setup, samples_per_task: int, eval
     return x[tr], y[tr], x[ev], y[ev]
 
 
+def mapped_cosine(adapter: Any, x: np.ndarray, y: np.ndarray) -> float:
+    """Mean cosine between ``adapter(x)`` and ``y``, row by row."""
+    from era_core.adapter import apply_adapter
+
+    mapped = apply_adapter(adapter, x)
+    mapped = mapped / np.maximum(np.linalg.norm(mapped, axis=1, keepdims=True), 1e-12)
+    y = y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
+    return float(np.mean(np.sum(mapped * y, axis=1)))
+
+
+def query_side_cosine(adapter: Any, embs: list) -> float:
+    """Mean cosine, over every labelled query of ``embs``, between Phase 1's map of the large query vector
+    and the small model's own query vector (same instruction setting).
+
+    Phase 1 is fitted on documents; this measures it where retrieval applies it, on queries. No label
+    is read.
+    """
+    return mapped_cosine(adapter, np.concatenate([te.q_large for te in embs]),
+                         np.concatenate([te.q_small for te in embs]))
+
+
 def train_alignment_cached(units: list[Unit], setup: Setup, cfg: "AlignmentConfig") -> tuple[Any, dict[str, Any]]:
     """Phase 1, reused across a train-ratio sweep through the adapter cache keyed by its full configuration (§3.3)."""
     from era_core.adapter import load_adapter, save_adapter

@@ -11,25 +11,57 @@ from tqdm.auto import tqdm
 from era_core.experiments.embeddings import EmbeddingPool
 from era_core.experiments.jobs import run_job
 from era_core.experiments.keys import align_config
-from era_core.experiments.phase1 import train_alignment_cached
+from era_core.experiments.phase1 import query_side_cosine, train_alignment_cached
 from era_core.experiments.scoring import apply_and_score, summarise, test_qids
-from era_core.experiments.selection import method_params, select_label_lr
+from era_core.experiments.selection import method_params, select_label_lr, selection_for
 from era_core.experiments.setup import Setup, load_units
+from era_core.methods import METHODS, REMINE_SUFFIX
 from era_core.params import split_csv
 
 
+def sweep_cells(p: dict[str, Any]) -> list[tuple[str, float, str]]:
+    """The in-domain sweep's (instruction setting, train ratio, method) cells, in run order.
+
+    The first instruction setting is the headline: every method at every ratio of ``train_ratios``.
+    Each further setting (the stress test) runs the same methods at ``stress_ratios`` only ('' = all
+    ratios). At ``remine_ratios`` the headline setting also runs each Phase 2 method's re-mined variant.
+    """
+    settings = split_csv(p["instruction_settings"])
+    methods = split_csv(p["methods"])
+    ratios = [float(r) for r in split_csv(p["train_ratios"])]
+    stress = [float(r) for r in split_csv(p.get("stress_ratios", ""))] or ratios
+    remine = [float(r) for r in split_csv(p.get("remine_ratios", ""))]
+    cells = []
+    for i, setting in enumerate(settings):
+        for ratio in (ratios if i == 0 else stress):
+            cells += [(setting, ratio, m) for m in methods]
+            if i == 0 and ratio in remine:
+                cells += [(setting, ratio, m + REMINE_SUFFIX) for m in methods if m + REMINE_SUFFIX in METHODS]
+    return cells
+
+
 def sweep(pool: EmbeddingPool, p: dict[str, Any], results: Path) -> list[dict[str, Any]]:
-    """The in-domain experiment: every method × train ratio × instruction setting × seed, trained on all units."""
-    selection = select_label_lr(pool, p, results, split_csv(p["methods"]))
+    """The in-domain experiment: every cell of ``sweep_cells`` × seed, trained on all units.
+
+    The Phase 2 lr is selected per method and instruction setting (``select_label_lr``), at that
+    setting's smallest train ratio and on the first seed.
+    """
     names = [u.name for u in pool.units]
-    jobs = [(m, r, s, i) for i in split_csv(p["instruction_settings"]) for s in map(int, split_csv(p["seeds"]))
-            for r in map(float, split_csv(p["train_ratios"])) for m in split_csv(p["methods"])]
+    seeds = [int(s) for s in split_csv(p["seeds"])]
+    cells = sweep_cells(p)
+    selections = {}
+    for setting in dict.fromkeys(c[0] for c in cells):
+        mine = [c for c in cells if c[0] == setting]
+        selections[setting] = select_label_lr(pool, p, results, list(dict.fromkeys(c[2] for c in mine)),
+                                              instructions=setting, train_ratio=min(c[1] for c in mine), seed=seeds[0])
+    jobs = [(m, r, s, i) for i in selections for s in seeds for ci, r, m in cells if ci == i]
     out = []
     for method, ratio, seed, inst in tqdm(jobs, desc="sweep", disable=not pool.setup.progress):
-        summary = run_job("in_domain", method, seed=seed, train_ratio=ratio, use_instructions=inst == "on",
-                          train_names=names, pool=pool, p=method_params(p, method, selection), results=results,
-                          extra_meta={"label_lr_selection": selection.get(method)})
-        out.append({**summary, "label_lr_selection": selection.get(method)})
+        chosen = selection_for(selections[inst], method)
+        summary = run_job("in_domain", method, seed=seed, train_ratio=ratio, instructions=inst,
+                          train_names=names, pool=pool, p=method_params(p, method, selections[inst]), results=results,
+                          extra_meta={"label_lr_selection": chosen})
+        out.append({**summary, "label_lr_selection": chosen})
     return out
 
 
@@ -38,17 +70,20 @@ def _per_domain(protocol: str, pool: EmbeddingPool, p: dict[str, Any], results: 
     """One adapter per (domain, method, seed), trained on the units ``trains_on(unit_domain, domain)`` selects."""
     out = []
     methods = split_csv(p["methods"])
+    seeds = [int(s) for s in split_csv(p["seeds"])]
     fold_units = {d: [u.name for u in pool.units if trains_on(u.domain, d)] for d in domains}
     # Selection per fold, on that fold's training units only: the held-out domain never chooses the lr.
-    selections = {d: select_label_lr(pool, p, results, methods, train_names=fold_units[d], fold={tag: d})
+    selections = {d: select_label_lr(pool, p, results, methods, instructions=p["instructions"],
+                                     train_ratio=p["train_ratio"], seed=seeds[0], train_names=fold_units[d],
+                                     fold={tag: d})
                   for d in domains}
-    jobs = [(d, m, s) for d in domains for s in map(int, split_csv(p["seeds"])) for m in methods]
+    jobs = [(d, m, s) for d in domains for s in seeds for m in methods]
     for domain, method, seed in tqdm(jobs, desc=protocol, disable=not pool.setup.progress):
         names, selection = fold_units[domain], selections[domain]
         out.append(run_job(protocol, method, seed=seed, train_ratio=p["train_ratio"],
-                           use_instructions=p["use_instructions"], train_names=names, pool=pool,
+                           instructions=p["instructions"], train_names=names, pool=pool,
                            p=method_params(p, method, selection), results=results, run_tags={tag: domain},
-                           extra_meta={"label_lr_selection": selection.get(method)}))
+                           extra_meta={"label_lr_selection": selection_for(selection, method)}))
     return out
 
 
@@ -63,17 +98,31 @@ def domain_specific(pool: EmbeddingPool, p: dict[str, Any], results: Path, domai
 
 
 def alignment_study(setup: Setup, p: dict[str, Any]) -> dict[str, Any]:
-    """Phase 1 on the configured tasks: loss curves and hold-out cosine, plus the closed-form ridge for reference."""
+    """Phase 1 on the configured tasks: loss curves and hold-out cosine, plus the closed-form ridge for reference.
+
+    Each map is also measured where retrieval uses it: its query-side cosine (``query_side_cosine``) and
+    alignment-only test nDCG@10 (seed ``p["seed"]``'s test split), in the ``instructions`` setting.
+    """
     units = load_units(setup)
     cfg = align_config(p, p["seed"], setup.device)
-    _, meta = train_alignment_cached(units, setup, cfg)
+    adapter, meta = train_alignment_cached(units, setup, cfg)
     ridge_cfg = replace(cfg, init="ridge", epochs=0)
-    _, ridge_meta = train_alignment_cached(units, setup, ridge_cfg)
+    ridge, ridge_meta = train_alignment_cached(units, setup, ridge_cfg)
+    embs = EmbeddingPool(setup, units).get(p["instructions"])
+    unit_domain = {te.name: te.domain for te in embs}
+    keep = test_qids(embs, p["seed"], p["val_ratio"], p["eval_ratio"])
+
+    def on_queries(a: Any) -> dict[str, float]:
+        per_query = apply_and_score(a, embs, query_side="large", unit_domain=unit_domain)
+        return {"query_cosine": query_side_cosine(a, embs),
+                "alignment_only": summarise(per_query, unit_domain, keep)["overall"]["ndcg@10"]}
+
     return {"config": meta["config"]["config"], "history": meta["history"], "eval_cosine": meta["eval_cosine"],
             "best_epoch": meta["best_epoch"], "num_train_texts": meta["num_train_texts"],
             "num_eval_texts": meta["num_eval_texts"], "in_dim": meta["in_dim"], "out_dim": meta["out_dim"],
             "ridge_eval_cosine": ridge_meta["eval_cosine"], "units": [u.name for u in units],
-            "large_model": setup.large_model, "small_model": setup.small_model}
+            "large_model": setup.large_model, "small_model": setup.small_model,
+            "instructions": p["instructions"], "on_queries": {"default": on_queries(adapter), "ridge": on_queries(ridge)}}
 
 
 def random_adapter_baseline(pool: EmbeddingPool, p: dict[str, Any]) -> list[dict[str, Any]]:
@@ -84,7 +133,7 @@ def random_adapter_baseline(pool: EmbeddingPool, p: dict[str, Any]) -> list[dict
     out = []
     unit_domain = {u.name: u.domain for u in pool.units}
     for inst in split_csv(p["instruction_settings"]):
-        embs = pool.get(inst == "on")
+        embs = pool.get(inst)
         for seed in map(int, split_csv(p["seeds"])):
             seed_everything(seed)
             adapter = LinearAdapter(embs[0].q_large.shape[1], embs[0].docs_small.shape[1])

@@ -5,16 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from era_core.instructions import check_instruction_setting
 from era_core.io import read_json
 
 #: Per-query nDCG@10 of a run on each evaluation unit's test split (the queries paired tests compare).
 PER_QUERY_FILE = "per_query.json"
 
 
-def make_run_id(method: str, use_instructions: bool, train_ratio: float, seed: int, tags: dict[str, Any]) -> str:
-    """The folder name of one run under ``results/runs/<protocol>/``."""
-    instr = "on" if use_instructions else "off"
-    return f"{method}__inst{instr}__train{train_ratio:g}__seed{seed}" + "".join(f"__{k}-{v}" for k, v in tags.items())
+def make_run_id(method: str, instructions: str, train_ratio: float, seed: int, tags: dict[str, Any]) -> str:
+    """The folder name of one run under ``results/runs/<protocol>/`` (``instructions``: the setting's name)."""
+    check_instruction_setting(instructions)
+    return f"{method}__{instructions}__train{train_ratio:g}__seed{seed}" + "".join(f"__{k}-{v}" for k, v in tags.items())
 
 
 def run_dir(results: Path, protocol: str, run_id: str) -> Path:

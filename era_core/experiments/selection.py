@@ -1,4 +1,11 @@
-"""Phase 2's learning rate, chosen per method from ``label_lr_grid`` by validation loss (never test scores)."""
+"""Phase 2's learning rate, chosen per method and instruction setting by validation loss (never test scores).
+
+The rule, fixed before any test score is read and applied the same way to every method, protocol and
+encoder pair: for each method that trains on labels, train once per value of ``label_lr_grid`` at the
+smallest train ratio the setting runs, on the first seed, on the protocol's training units; keep the lr
+whose run reaches the lowest pooled validation InfoNCE loss (ties: the smaller lr). A re-mined variant
+(``<method>+remine``) uses its base method's choice. Every run records the grid's losses and the choice.
+"""
 
 from __future__ import annotations
 
@@ -10,51 +17,57 @@ from era_core.experiments.embeddings import EmbeddingPool
 from era_core.experiments.jobs import run_job
 from era_core.experiments.runs import make_run_id, run_dir
 from era_core.io import read_json
+from era_core.methods import get_method
 from era_core.params import split_csv
 
+CRITERION = "lowest pooled validation InfoNCE loss at the setting's smallest train ratio, first seed (ties: smaller lr)"
 
-def select_label_lr(pool: EmbeddingPool, p: dict[str, Any], results: Path, methods: list[str],
-                    train_names: list[str] | None = None, fold: dict[str, str] | None = None) -> dict[str, Any]:
-    """Pick Phase 2's learning rate per method from ``label_lr_grid`` by the pooled validation loss.
 
-    Trains on ``train_names`` only (default: every unit) and scores nothing else, so a fold's
-    held-out units never enter its selection; ``fold`` (e.g. ``{"held_out": "code"}``) names the fold
-    in the run ids. Uses the smallest train ratio (or ``train_ratio``), the first seed and the first
-    instruction setting; the test split is never looked at. Returns
-    ``{method: {"grid": {lr: val_loss}, "chosen": lr, "units": [...], ...}}``.
+def select_label_lr(pool: EmbeddingPool, p: dict[str, Any], results: Path, methods: list[str], *,
+                    instructions: str, train_ratio: float, seed: int, train_names: list[str] | None = None,
+                    fold: dict[str, str] | None = None) -> dict[str, Any]:
+    """Pick Phase 2's learning rate per method from ``label_lr_grid`` for one instruction setting.
+
+    Trains on ``train_names`` only (default: every unit) and scores nothing else, so a fold's held-out
+    units never enter its selection; ``fold`` (e.g. ``{"held_out": "code"}``) names the fold in the run
+    ids. The test split is never looked at. Returns ``{method: {"grid": {lr: val_loss}, "chosen": lr, ...}}``
+    for the base methods that train on labels; ``{}`` when the grid is empty.
     """
     grid = [float(x) for x in split_csv(p.get("label_lr_grid", ""))]
     if not grid:
         return {}
-    ratio = min(map(float, split_csv(p["train_ratios"]))) if "train_ratios" in p else p["train_ratio"]
-    seed = int(split_csv(p["seeds"])[0])
-    inst = split_csv(p.get("instruction_settings", "on" if p.get("use_instructions", True) else "off"))[0] == "on"
     names = list(train_names) if train_names is not None else [u.name for u in pool.units]
     fold = fold or {}
+    bases = list(dict.fromkeys(get_method(m).base for m in methods))
     out: dict[str, Any] = {}
-    for method in methods:
-        if method == "alignment_only":
-            continue
+    for method in (m for m in bases if get_method(m).trains_on_labels):
         losses = {}
         for lr in grid:
             tags = {**fold, "lr": f"{lr:g}"}
-            run_job("lr_selection", method, seed=seed, train_ratio=ratio, use_instructions=inst, train_names=names,
-                    pool=pool, p={**p, "label_lr": lr, "label_lr_grid": ""}, results=results, run_tags=tags,
-                    eval_names=names)
-            meta = read_json(run_dir(results, "lr_selection", make_run_id(method, inst, ratio, seed, tags)) / "era_meta.json")
+            run_job("lr_selection", method, seed=seed, train_ratio=train_ratio, instructions=instructions,
+                    train_names=names, pool=pool, p={**p, "label_lr": lr, "label_lr_grid": ""}, results=results,
+                    run_tags=tags, eval_names=names)
+            run_id = make_run_id(method, instructions, train_ratio, seed, tags)
+            meta = read_json(run_dir(results, "lr_selection", run_id) / "era_meta.json")
             val = (meta.get("label_result") or {}).get("best_val_loss")
             if val is None:
                 raise EraError(f"cannot select label_lr for {method}: the runs have no validation queries; set label_lr_grid ''")
             losses[f"{lr:g}"] = val
         chosen = min(losses, key=lambda k: (losses[k], float(k)))
-        out[method] = {"grid": losses, "chosen": float(chosen), "train_ratio": ratio, "seed": seed,
-                       "instructions": "on" if inst else "off", "criterion": "best pooled validation InfoNCE loss",
-                       "units": names, **({"fold": fold} if fold else {})}
+        out[method] = {"grid": losses, "chosen": float(chosen), "train_ratio": train_ratio, "seed": seed,
+                       "instructions": instructions, "criterion": CRITERION, "units": names,
+                       **({"fold": fold} if fold else {})}
     return out
 
 
 def method_params(p: dict[str, Any], method: str, selection: dict[str, Any]) -> dict[str, Any]:
-    """Parameters of one method, with the selected ``label_lr`` when a selection was made."""
-    if method in selection:
-        return {**p, "label_lr": selection[method]["chosen"], "label_lr_grid": ""}
+    """Parameters of one method, with the ``label_lr`` selected for it (or its base method) when there is one."""
+    base = get_method(method).base
+    if base in selection:
+        return {**p, "label_lr": selection[base]["chosen"], "label_lr_grid": ""}
     return p
+
+
+def selection_for(selection: dict[str, Any], method: str) -> dict[str, Any] | None:
+    """The selection record that decided ``method``'s lr (its base method's for a variant), or None."""
+    return selection.get(get_method(method).base)

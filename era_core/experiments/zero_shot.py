@@ -15,13 +15,14 @@ from era_core.experiments.setup import Setup
 from era_core.trec import QRELS_FILE, RUN_FILE, write_qrels, write_run
 
 
-def zero_shot(setup: Setup, models: list[str], *, use_instructions: bool, seeds: list[int],
+def zero_shot(setup: Setup, models: list[str], *, instructions: str, seeds: list[int],
               val_ratio: float = 0.1, eval_ratio: float = 0.5,
               results: Path | None = None) -> tuple[list[dict], dict[str, float]]:
     """Score each model on both sides (no adapter); one record per model × scope (× seed for the test scope).
 
-    With ``results``, each model's top-100 over all labelled queries and the qrels are written as TREC
-    files to ``results/runs/zero_shot/<model>__inst<on|off>/``.
+    ``instructions`` is the instruction setting (``native`` or ``forced``). With ``results``, each model's
+    top-100 over all labelled queries and the qrels are written as TREC files to
+    ``results/runs/zero_shot/<model>__<setting>/``.
 
     Returns the records and the measured query-encoding milliseconds per query of each model
     (timing lives apart from results so results stay byte-identical across runs).
@@ -32,9 +33,9 @@ def zero_shot(setup: Setup, models: list[str], *, use_instructions: bool, seeds:
     for key in models:
         per_query, runs, n_q, t_q = {}, {}, 0, 0.0
         for unit in tqdm(units, desc=f"zero-shot {key}", disable=not setup.progress):
-            qids, _, _ = query_inputs(unit, use_instructions)
+            qids, _, _ = query_inputs(unit)
             t0 = time.perf_counter()
-            q = embed_queries(key, unit, setup, use_instructions)
+            q = embed_queries(key, unit, setup, instructions)
             t_q += time.perf_counter() - t0
             n_q += len(qids)
             d = embed_corpus(key, unit, setup)
@@ -42,10 +43,10 @@ def zero_shot(setup: Setup, models: list[str], *, use_instructions: bool, seeds:
                                               run_out=runs.setdefault(unit.name, {}))
         ms_per_query[key] = 1000.0 * t_q / max(n_q, 1)
         if results is not None:
-            folder = run_dir(results, "zero_shot", f"{key}__inst{'on' if use_instructions else 'off'}")
+            folder = run_dir(results, "zero_shot", f"{key}__{instructions}")
             write_run(folder / RUN_FILE, runs, tag=f"{key}-zero-shot")
             write_qrels(folder / QRELS_FILE, {u.name: u.qrels for u in units})
-        base = {"encoder": key, "instructions": "on" if use_instructions else "off", "train_ratio": None}
+        base = {"encoder": key, "instructions": instructions, "train_ratio": None}
         records.append({**base, "scope": "all", "seed": None, **summarise(per_query, unit_domain)})
         for seed in seeds:
             keep = test_qids(units, seed, val_ratio, eval_ratio)

@@ -7,6 +7,7 @@ from typing import Callable
 
 from era_core.readme.bench_block import render_bench
 from era_core.readme.context import RUNTIMES, Context
+from era_core.readme.ladder_block import render_ladder
 from era_core.readme.main_blocks import render_results, render_setup, render_training
 from era_core.readme.runtimes import render_runtimes
 from era_core.readme.study_blocks import render_encoder_pairs, render_lodo, render_scaling
@@ -35,6 +36,7 @@ BLOCKS: dict[str, Block] = {
     "encoder_pairs": Block(("tables/encoder_pairs.md", "encoder_pairs.json", "zero_shot.json"), render_encoder_pairs,
                            "notebook 07_encoder_pairs"),
     "scaling": Block(("alignment_scaling.json", "training.json"), render_scaling, "notebooks 02_alignment and 03_training"),
+    "ladder": Block(("alignment_ladder.json",), render_ladder, "notebook 08_alignment_ladder"),
     "bench": Block(("bench.json",), render_bench, "`make bench`"),
     "runtimes": Block((RUNTIMES.as_posix(),), render_runtimes, "`python -m era_core.readme --time WHAT -- CMD`"),
     "tolerance": Block(("tolerance.json",), render_tolerance, "`python -m era_core.tolerance` on two results folders"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 
-def setting_rows(df: pd.DataFrame, wanted: str = "on") -> tuple[pd.DataFrame, str]:
+def setting_rows(df: pd.DataFrame, wanted: str = "native") -> tuple[pd.DataFrame, str]:
     """Rows of instruction setting ``wanted``, or of the only setting the file holds."""
     have = sorted(set(df["instructions"]))
     inst = wanted if wanted in have else have[0]

@@ -64,10 +64,15 @@ def render_results(ctx: Context) -> str:
             series = mean_by_ratio(off, m)
             if series:
                 parts.append(f"{label} {fmt_span(list(series.values()))}")
-        lines.append(f"- With instructions {other}: {join_and(parts)} (`results/tables/main.csv`, rows "
-                     f"`instructions={other}`).")
+        lines.append(f"- {SETTING_PHRASES.get(other, f'With instructions {other}')}: {join_and(parts)} "
+                     f"(`results/tables/main.csv`, rows `instructions={other}`).")
         lines += _main_findings(off, f" (instructions {other})", only_small=True)
     return "\n".join(lines)
+
+
+#: How the README names a setting that is not the headline.
+SETTING_PHRASES = {"forced": "Stress test, the instruction template forced on every encoder (`forced`)",
+                   "native": "With each encoder instructed as the reference does (`native`)"}
 
 
 def _significance_findings(ctx: Context, inst: str) -> list[str]:

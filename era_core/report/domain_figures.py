@@ -18,7 +18,7 @@ from .vocab import METHOD_LABELS, METHODS, _VALUE_COLS, _domains, _lodo_label
 
 
 def figure_lodo(results: Path | str = paths.RESULTS, figures: Path | str = paths.FIGURES,
-                main_instructions: str = "on") -> Path:
+                main_instructions: str = "native") -> Path:
     """``lodo.pdf``: per held-out domain, LODO vs in-domain vs zero-shot nDCG@10 as grouped bars (±1 sd over seeds),
     on the test split and on all labelled queries."""
     long = _one_setting(lodo_frame(results), main_instructions, "lodo.json")
@@ -60,7 +60,7 @@ def figure_lodo(results: Path | str = paths.RESULTS, figures: Path | str = paths
 
 
 def figure_domain_transfer(results: Path | str = paths.RESULTS, figures: Path | str = paths.FIGURES,
-                           main_instructions: str = "on") -> Path:
+                           main_instructions: str = "native") -> Path:
     """``domain_transfer.pdf``: annotated train-domain × eval-domain nDCG@10 heatmaps (ERA, and label-only if present)."""
     long = _one_setting(domain_specific_frame(results), main_instructions, "domain_specific.json")
     long = long[long.method != "zero_shot_small"]

@@ -74,7 +74,7 @@ def main_frame(results: Path | str = paths.RESULTS) -> pd.DataFrame:
     return _sort_main(out)
 
 
-def main_seed_frame(results: Path | str = paths.RESULTS, main_instructions: str = "on") -> pd.DataFrame:
+def main_seed_frame(results: Path | str = paths.RESULTS, main_instructions: str = "native") -> pd.DataFrame:
     """Per-seed rows behind :func:`main_frame` (one instruction setting): what seaborn aggregates into error bars."""
     _check_instructions(main_instructions)
     zs = load_results("zero_shot", results)
@@ -181,14 +181,15 @@ def main_view(results: Path | str, main_instructions: str, long: pd.DataFrame | 
 
 def alignment_scaling_frame(data: dict[str, Any]) -> pd.DataFrame:
     """Phase 1 scaling cells (``alignment_scaling.json``) per (source, solver, pairs): seeds, mean and sd of the
-    hold-out cosine and of test nDCG@10 for ``alignment_only`` and ERA."""
+    hold-out (document) and query-side cosines and of test nDCG@10 for ``alignment_only`` and ERA."""
     rows = [{"source": c["source"], "n_pairs": c["n_pairs"], "init": c["init"], "seed": c["seed"],
-             "eval_cosine": c["eval_cosine"], "alignment_only": c["methods"]["alignment_only"]["overall"],
+             "eval_cosine": c["eval_cosine"], "query_cosine": c["query_cosine"],
+             "alignment_only": c["methods"]["alignment_only"]["overall"],
              "era": c["methods"]["era"]["overall"]} for c in data.get("cells", [])]
     df = pd.DataFrame(rows)
     if df.empty:
         return df
     agg = df.groupby(["source", "init", "n_pairs"], sort=False).agg(
-        seeds=("seed", "count"), **{f"{c}_{f}": (c, f) for c in ("eval_cosine", "alignment_only", "era")
+        seeds=("seed", "count"), **{f"{c}_{f}": (c, f) for c in ("eval_cosine", "query_cosine", "alignment_only", "era")
                                     for f in ("mean", "std")})
     return agg.reset_index()

@@ -32,7 +32,7 @@ def _at_ratio(view: pd.DataFrame, ratio: float) -> pd.DataFrame:
 
 
 def figure_ndcg_vs_ratio(results: Path | str = paths.RESULTS, figures: Path | str = paths.FIGURES,
-                         main_instructions: str = "on") -> list[Path]:
+                         main_instructions: str = "native") -> list[Path]:
     """``ndcg_vs_ratio.{pdf,png}``: overall nDCG@10 vs train ratio, mean and ±1 sd band over seeds (seaborn);
     zero-shot and alignment-only (no labels) as horizontal lines at their means.
 
@@ -74,7 +74,7 @@ def figure_ndcg_vs_ratio(results: Path | str = paths.RESULTS, figures: Path | st
 
 
 def figure_domain_bars(results: Path | str = paths.RESULTS, figures: Path | str = paths.FIGURES,
-                       bar_ratio: float = 0.4, main_instructions: str = "on") -> Path:
+                       bar_ratio: float = 0.4, main_instructions: str = "native") -> Path:
     """``domain_bars.pdf``: per-domain nDCG@10 of every method at ``bar_ratio``, error bars ±1 sd over seeds."""
     seeds = main_seed_frame(results, main_instructions)
     _check_ratio(seeds, bar_ratio)
@@ -102,7 +102,7 @@ def figure_instructions(results: Path | str = paths.RESULTS, figures: Path | str
     have = sorted(set(long.instructions))
     if have != sorted(INSTRUCTION_SETTINGS):
         raise EraError(f"instructions.pdf compares instruction settings but the results only hold {have}; "
-                       f"rerun 01_zero_shot and 03_training with instruction_settings='on,off'")
+                       f"rerun 01_zero_shot and 03_training with instruction_settings='native,forced'")
     _check_ratio(long, bar_ratio)
     seeds = pd.concat([main_seed_frame(results, inst) for inst in INSTRUCTION_SETTINGS], ignore_index=True)
     seeds = _series(_at_ratio(seeds, bar_ratio), domain=OVERALL)
@@ -112,7 +112,7 @@ def figure_instructions(results: Path | str = paths.RESULTS, figures: Path | str
     def render() -> plt.Figure:
         fig, ax = plt.subplots(figsize=(7.2, 4.2))
         _bars(ax, seeds, "Short", [SHORT_LABELS[m] for m in methods], "instructions", list(INSTRUCTION_SETTINGS),
-              {"on": "#1f77b4", "off": "#aec7e8"})
+              {"native": "#1f77b4", "forced": "#aec7e8"})
         ax.set_xlabel("Method")
         ax.set_ylabel(f"nDCG@10 (test split, overall; {ERRORBAR_TEXT})")
         ax.set_title(f"Effect of query instructions (train ratio {bar_ratio:g})")
@@ -127,7 +127,7 @@ def _two_sig(v: float) -> float:
     return float(f"{v:.2g}")
 
 
-def query_costs(results: Path | str = paths.RESULTS, main_instructions: str = "on") -> dict[str, float]:
+def query_costs(results: Path | str = paths.RESULTS, main_instructions: str = "native") -> dict[str, float]:
     """Measured query cost (ms/query, 2 significant figures) of each method's query side, from ``timing/``.
 
     Documents are encoded once, offline, so a method's serving cost is the time to embed a query:
@@ -156,7 +156,7 @@ def query_costs(results: Path | str = paths.RESULTS, main_instructions: str = "o
 
 
 def figure_cost_quality(results: Path | str = paths.RESULTS, figures: Path | str = paths.FIGURES,
-                        main_instructions: str = "on") -> Path:
+                        main_instructions: str = "native") -> Path:
     """``cost_quality.pdf``: measured query cost (ms/query, log x) vs overall nDCG@10 (±1 sd) for every method."""
     zs = load_results("zero_shot", results)
     costs = query_costs(results, main_instructions)

@@ -9,6 +9,7 @@ from .. import paths
 from ..errors import EraError
 from .alignment_figures import figure_alignment_curves, figure_alignment_scaling
 from .domain_figures import figure_domain_transfer, figure_lodo
+from .ladder import figure_alignment_ladder
 from .main_figures import figure_cost_quality, figure_domain_bars, figure_instructions, figure_ndcg_vs_ratio
 from .pairs import encoder_pairs_table, figure_gap_closed
 from .tables import domain_specific_table, lodo_table, main_table, zero_shot_table
@@ -16,7 +17,7 @@ from .vocab import _check_instructions
 
 
 def make_all(results: Path | str = paths.RESULTS, figures: Path | str = paths.FIGURES, bar_ratio: float = 0.4,
-             main_instructions: str = "on") -> dict[str, list[Path]]:
+             main_instructions: str = "native") -> dict[str, list[Path]]:
     """Build every table and figure the results allow; print each one skipped and why."""
     _check_instructions(main_instructions)
     results, figures = Path(results), Path(figures)
@@ -33,6 +34,7 @@ def make_all(results: Path | str = paths.RESULTS, figures: Path | str = paths.FI
         ("domain_transfer", lambda: figure_domain_transfer(results, figures, main_instructions)),
         ("alignment_curves", lambda: figure_alignment_curves(results, figures)),
         ("alignment_scaling", lambda: figure_alignment_scaling(results, figures)),
+        ("alignment_ladder", lambda: figure_alignment_ladder(results, figures)),
         ("cost_quality", lambda: figure_cost_quality(results, figures, main_instructions)),
         ("gap_closed", lambda: figure_gap_closed(results, figures, main_instructions)),
     ]

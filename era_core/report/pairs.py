@@ -74,7 +74,7 @@ def encoder_pairs_table(results: Path | str = paths.RESULTS) -> list[Path]:
 
 
 def figure_gap_closed(results: Path | str = paths.RESULTS, figures: Path | str = paths.FIGURES,
-                      main_instructions: str = "on") -> Path:
+                      main_instructions: str = "native") -> Path:
     """``encoder_pairs_gap.pdf``: share of the zero-shot gap closed vs train ratio, per pair and method (±1 sd)."""
     seeds = _one_setting(encoder_pairs_seed_frame(results), main_instructions, "encoder_pairs.json")
     inst = seeds.instructions.iloc[0]

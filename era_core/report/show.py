@@ -39,9 +39,10 @@ CAPTIONS = {
     "domain_bars": ("nDCG@10 per domain",
                     "Every method at one train ratio, per domain and overall; bars are means, error bars ±1 sd "
                     "over seeds."),
-    "instructions": ("Query instructions on and off",
-                     "Overall nDCG@10 of every method with and without query instructions, at one train ratio; "
-                     "error bars ±1 sd over seeds."),
+    "instructions": ("Instruction settings: native and forced",
+                     "Overall nDCG@10 of every method at one train ratio, with each encoder instructed as the "
+                     "reference instructs it (native: only models trained on instructions get them) and with the "
+                     "instruction template forced on every encoder (the stress test); error bars ±1 sd over seeds."),
     "lodo": ("Leave one domain out",
              "For each held-out domain: the adapter trained without it (LODO), the in-domain adapter and the "
              "zero-shot references; bars are means, error bars ±1 sd over seeds."),
@@ -51,6 +52,16 @@ CAPTIONS = {
     "alignment_curves": ("Phase 1 alignment",
                          "Alignment loss per epoch on the training texts and on held-out texts, with the hold-out "
                          "cosine of the trained adapter and of the closed-form ridge solution."),
+    "alignment_scaling": ("Phase 1 scaling",
+                          "Phase 1's hold-out cosine (left) and test nDCG@10 of alignment only and of ERA started "
+                          "from it (right) against the number of identical-text pairs, per text source and solver; "
+                          "error bars ±1 sd over seeds."),
+    "alignment_ladder": ("When does ERA pay? The alignment-quality ladder",
+                         "ERA minus the same-model control (test nDCG@10) against Phase 1's query-side cosine. "
+                         "Coloured lines: the ladder, an index made of the query model truncated to its first k "
+                         "dimensions, with Phase 1 fitted on more and more documents up to the exact truncation map; "
+                         "grey markers: the studied encoder pairs. Above the dashed line ERA beats the control; "
+                         "error bars ±1 sd over seeds."),
     "cost_quality": ("Cost against quality",
                      "Measured query cost (ms per query, rounded to 2 significant figures) against overall nDCG@10 "
                      "of every method; error bars ±1 sd over seeds."),

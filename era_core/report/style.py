@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 import matplotlib
+import matplotlib.colors as mcolors
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
 from ..io import atomic_write
+from ..methods import METHODS, REMINE_SUFFIX
 
 # Fixed rc settings so the PDFs depend on nothing but the data: TrueType (Type 42) fonts,
 # the bundled DejaVu family, and no hash salt.
@@ -50,8 +52,12 @@ METHOD_COLORS = {
     "era": "#1f77b4",
     "small_adapter": "#2ca02c",
     "fused": "#d62728",
+    "embedding_adapter": "#8c564b",
     "residual_mlp": "#17becf",
 }
+# A re-mined variant takes its base method's colour, lightened halfway to white.
+METHOD_COLORS.update({m + REMINE_SUFFIX: mcolors.to_hex([(c + 1) / 2 for c in mcolors.to_rgb(METHOD_COLORS[m])])
+                      for m in list(METHOD_COLORS) if m + REMINE_SUFFIX in METHODS})
 #: What the error bars of the statistical figures show (seaborn's ``errorbar`` and its caption).
 ERRORBAR = "sd"
 ERRORBAR_TEXT = "±1 sd over seeds"

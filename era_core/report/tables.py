@@ -109,7 +109,7 @@ def _ratio_text(r: float) -> str:
     return "" if pd.isna(r) else f"{r:g}"
 
 
-def main_table(results: Path | str = paths.RESULTS, main_instructions: str = "on") -> list[Path]:
+def main_table(results: Path | str = paths.RESULTS, main_instructions: str = "native") -> list[Path]:
     """Write ``tables/main.{csv,md,tex}``: CSV has both instruction settings, views the main one."""
     long = main_frame(results)
     view = main_view(results, main_instructions, long)
@@ -191,7 +191,7 @@ def zero_shot_table(results: Path | str = paths.RESULTS) -> list[Path]:
     return _write_table(long, views, Path(results) / "tables", "zero_shot", tex=False)
 
 
-def lodo_table(results: Path | str = paths.RESULTS, main_instructions: str = "on") -> list[Path]:
+def lodo_table(results: Path | str = paths.RESULTS, main_instructions: str = "native") -> list[Path]:
     """Write ``tables/lodo.{csv,md,tex}``: per held-out domain, best configuration per evaluation in bold."""
     long = lodo_frame(results)
     view = _one_setting(long, main_instructions, "lodo.json")
@@ -204,7 +204,7 @@ def lodo_table(results: Path | str = paths.RESULTS, main_instructions: str = "on
     return _write_table(long, views, Path(results) / "tables", "lodo")
 
 
-def domain_specific_table(results: Path | str = paths.RESULTS, main_instructions: str = "on") -> list[Path]:
+def domain_specific_table(results: Path | str = paths.RESULTS, main_instructions: str = "native") -> list[Path]:
     """Write ``tables/domain_specific.{csv,md,tex}``: a transfer matrix per method, best per column in bold."""
     long = domain_specific_frame(results)
     view = _one_setting(long, main_instructions, "domain_specific.json")

@@ -8,41 +8,28 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from ..instructions import INSTRUCTION_SETTINGS
 from ..errors import EraError
+from ..methods import METHODS as TRAINED
 
 HEADLINE = "ndcg@10"
 #: MAIR's domain order; unknown domains (custom benchmarks) follow alphabetically.
 DOMAIN_ORDER = ("academic", "code", "finance", "legal", "medical", "web")
 OVERALL = "overall"
 OVERALL_QW = "overall_query_weighted"
-INSTRUCTION_SETTINGS = ("on", "off")
+#: The zero-shot references, which are no trained method, then every trained method (``era_core.methods``).
+_ZERO_SHOT = {"zero_shot_small": ("Zero-shot small", "Zero-shot\nsmall", "small"),
+              "zero_shot_large": ("Zero-shot large", "Zero-shot\nlarge", "large")}
 #: Every method of the main table, in display order.
-METHODS = ("zero_shot_small", "zero_shot_large", "alignment_only", "label_only", "era", "small_adapter", "fused",
-           "residual_mlp")
+METHODS = (*_ZERO_SHOT, *TRAINED)
 #: Methods trained on labels (they vary with the train ratio).
-LABEL_METHODS = ("label_only", "era", "small_adapter", "fused", "residual_mlp")
-METHOD_LABELS = {
-    "zero_shot_small": "Zero-shot small",
-    "zero_shot_large": "Zero-shot large",
-    "alignment_only": "Alignment only",
-    "label_only": "Embedding Adapter (label only)",
-    "era": "ERA",
-    "small_adapter": "Small adapter (same model)",
-    "fused": "Fused (large ⊕ small queries)",
-    "residual_mlp": "ERA, residual MLP",
-}
+LABEL_METHODS = tuple(m for m, rec in TRAINED.items() if rec.trains_on_labels)
+METHOD_LABELS = {**{m: v[0] for m, v in _ZERO_SHOT.items()}, **{m: rec.label for m, rec in TRAINED.items()}}
 #: Two-line labels for crowded category axes.
-SHORT_LABELS = {
-    "zero_shot_small": "Zero-shot\nsmall", "zero_shot_large": "Zero-shot\nlarge", "alignment_only": "Alignment\nonly",
-    "label_only": "Embedding\nAdapter", "era": "ERA", "small_adapter": "Small\nadapter",
-    "fused": "Fused", "residual_mlp": "ERA\nres. MLP",
-}
+SHORT_LABELS = {**{m: v[1] for m, v in _ZERO_SHOT.items()}, **{m: rec.short for m, rec in TRAINED.items()}}
 #: Which encoder embeds the queries of each method (documents always use the small model).
-QUERY_SIDE = {
-    "zero_shot_small": "small", "zero_shot_large": "large", "alignment_only": "large",
-    "label_only": "large", "era": "large", "small_adapter": "small", "fused": "large+small",
-    "residual_mlp": "large",
-}
+QUERY_SIDE = {**{m: v[2] for m, v in _ZERO_SHOT.items()},
+              **{m: rec.query_side.replace("fused", "large+small") for m, rec in TRAINED.items()}}
 _VALUE_COLS = [f"{HEADLINE}_mean", f"{HEADLINE}_std", "n_seeds"]
 
 

@@ -33,9 +33,10 @@ Deviations from the reference
   the reference's actual behaviour (§9.3). Other queries' positives that are the same document
   as the query's own positive are masked out.
 - ``schedule``: ``"reference"`` is faithful (T from the CONFIGURED epochs, so with early
-  stopping the lr may stay on its warmup ramp, §9.2); ``"constant"`` (lr fixed) and
-  ``"warmup_linear"`` (T from ``schedule_epochs``; training stops after that many epochs, since
-  the lr is 0 afterwards) are our options.
+  stopping the lr may stay on its warmup ramp, §9.2); ``"constant"`` (lr fixed) is our option.
+- Re-mining (``LabelConfig.remine_rounds``, ours): after Phase 2, each extra round mines the hard
+  negatives again with the adapter just trained as teacher (the faithful recipe mines once, with
+  the starting map) and trains on from that adapter; the query splits stay the same.
 - Alignment can start from a closed form (``init="ridge"``, or ``init="procrustes"``: orthogonal
   Procrustes, equal dims only, uncentred, zero bias); with ``epochs=0`` the closed form is the
   result. The reference only has the random init.

@@ -45,12 +45,13 @@ class LabelConfig:
     epochs: int = 1000
     warmup_ratio: float = 0.1
     schedule: str = "reference"
-    schedule_epochs: int | None = None
     temperature: float = 0.05
     early_stopping: bool = True
     patience: int = 5
     min_delta: float = 0.0
     in_batch_negatives: bool = False
+    #: Extra rounds, each re-mining the hard negatives with the adapter the previous round trained.
+    remine_rounds: int = 0
     seed: int = 42
     data_seed: int | None = None
     device: str = "cpu"
@@ -66,8 +67,8 @@ class LabelConfig:
         check_choice("schedule", self.schedule, SCHEDULES)
         for name in ("num_negatives", "top_k", "batch_size", "epochs", "patience"):
             check_positive(f"label {name}", getattr(self, name))
-        if self.schedule_epochs is not None:
-            check_positive("label schedule_epochs", self.schedule_epochs)
+        if self.remine_rounds < 0:
+            raise ParamsError(f"remine_rounds must be >= 0, got {self.remine_rounds}")
         if self.train_ratio <= 0 or self.val_ratio < 0 or self.eval_ratio < 0:
             raise ParamsError(
                 f"ratios must be train > 0, val >= 0, eval >= 0; got {self.train_ratio}, {self.val_ratio}, {self.eval_ratio}"

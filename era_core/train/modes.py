@@ -20,7 +20,7 @@ from era_core.errors import DataError, ParamsError
 from era_core.negatives import teacher_query_vectors
 from era_core.train.alignment import AlignmentConfig, AlignmentResult, train_alignment
 from era_core.train.checks import check_adapter_dims, check_choice
-from era_core.train.embeddings import MODE_QUERY_SIDE, TaskEmbeddings
+from era_core.train.embeddings import MODE_QUERY_SIDE, TaskEmbeddings, query_vectors
 from era_core.train.label import (
     LabelConfig,
     LabelResult,
@@ -210,6 +210,7 @@ def train_era(
     start = time.time()
     phase1, alignment, align_meta = _phase1(mode, align_cfg, align_pairs, alignment_adapter, d_in, d_out, progress)
     label: LabelResult | None = None
+    remined: list[dict[str, Any]] = []
     if mode == "alignment_only":
         splits = _compute_splits(tasks, label_cfg)
         final = phase1
@@ -218,6 +219,42 @@ def train_era(
         data = prepare_label_data(tasks, label_cfg, teacher=teacher, query_side=side)
         splits = data.splits
         label = train_label(init, data, label_cfg, progress=progress)
-        final = label.adapter
+        final, remined = _remine(label.adapter, tasks, data, label_cfg, side, progress)
     meta = _era_meta(mode, tasks, final, align_meta, label, splits, align_cfg, label_cfg, d_in, d_out, start)
+    if remined:
+        meta["remine_result"] = remined
     return EraResult(adapter=final, mode=mode, alignment=alignment, label=label, splits=splits, meta=meta)
+
+
+def adapter_teacher(adapter: Any, side: str) -> Callable[[TaskEmbeddings], np.ndarray]:
+    """A mining teacher that ranks documents with ``adapter`` applied to the ``side`` query vectors."""
+    frozen = copy.deepcopy(adapter).eval()
+    return lambda t: teacher_query_vectors(query_vectors(t, side), doc_dim=t.docs_small.shape[1],  # noqa: E731
+                                           alignment_adapter=frozen)
+
+
+def changed_negatives(before: list, after: list) -> float:
+    """Share of queries (by task and qid) whose set of negatives differs between two tuple lists."""
+    old = {(t.task, t.qid): set(t.negs) for t in before}
+    shared = [(t.task, t.qid) for t in after if (t.task, t.qid) in old]
+    if not shared:
+        return 0.0
+    new = {(t.task, t.qid): set(t.negs) for t in after}
+    return sum(new[k] != old[k] for k in shared) / len(shared)
+
+
+def _remine(adapter: Any, tasks: list[TaskEmbeddings], data: Any, cfg: LabelConfig, side: str, progress: bool,
+            ) -> tuple[Any, list[dict[str, Any]]]:
+    """``cfg.remine_rounds`` more Phase 2 rounds, each on negatives mined by the adapter trained so far.
+
+    The splits and the positives are the same in every round (same seeds); only the teacher that
+    ranks the negatives changes. Returns the final adapter and one summary per round.
+    """
+    rounds = []
+    for r in range(1, cfg.remine_rounds + 1):
+        new = prepare_label_data(tasks, cfg, teacher=adapter_teacher(adapter, side), query_side=side)
+        result = train_label(adapter, new, cfg, progress=progress)
+        rounds.append({"round": r, **result.summary(),
+                       "changed_negatives": changed_negatives(data.train_tuples, new.train_tuples)})
+        adapter, data = result.adapter, new
+    return adapter, rounds

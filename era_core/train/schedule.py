@@ -1,4 +1,4 @@
-"""Phase 2's learning-rate schedule (§3.2.4): the reference's LambdaLR and our two options."""
+"""Phase 2's learning-rate schedule (§3.2.4): the reference's LambdaLR, and a constant lr."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Callable, Protocol
 
 from era_core.errors import ParamsError
 
-SCHEDULES = ("reference", "constant", "warmup_linear")
+SCHEDULES = ("reference", "constant")
 
 
 class ScheduleConfig(Protocol):
@@ -15,7 +15,6 @@ class ScheduleConfig(Protocol):
     schedule: str
     epochs: int
     warmup_ratio: float
-    schedule_epochs: int | None
 
 
 def lr_multiplier(step: int, total_steps: int, warmup_ratio: float = 0.1) -> float:
@@ -34,9 +33,5 @@ def schedule_plan(cfg: ScheduleConfig, steps_per_epoch: int) -> tuple[Callable[[
     """The per-step lr factor and the number of epochs to run for ``cfg.schedule``."""
     if cfg.schedule == "constant":
         return (lambda s: 1.0), cfg.epochs
-    if cfg.schedule == "reference":
-        total = steps_per_epoch * cfg.epochs  # configured epochs, even if early stopping ends sooner
-        return (lambda s: lr_multiplier(s, total, cfg.warmup_ratio)), cfg.epochs
-    budget = cfg.schedule_epochs or cfg.epochs
-    total = steps_per_epoch * budget
-    return (lambda s: lr_multiplier(s, total, cfg.warmup_ratio)), min(cfg.epochs, budget)
+    total = steps_per_epoch * cfg.epochs  # configured epochs, even if early stopping ends sooner
+    return (lambda s: lr_multiplier(s, total, cfg.warmup_ratio)), cfg.epochs
