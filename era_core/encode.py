@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from era_core import paths
-from era_core.instructions import INSTRUCTION_SETTINGS
 from era_core.errors import EraError, ParamsError
+from era_core.instructions import INSTRUCTION_SETTINGS
 
 ROLES = ("document", "query", "sample")
 #: Exit code when ``--max-shards`` stopped the job before every entry was complete.

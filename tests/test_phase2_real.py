@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from era_core import experiments as ex
-from era_core import paths, train
+from era_core import paths
 from era_core.train import modes as train_modes
 from era_core.params import load_params_file
 

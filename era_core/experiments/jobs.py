@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from era_core.data import Unit
-from era_core.errors import EraError, ParamsError
+from era_core.errors import EraError
 from era_core.experiments.embeddings import EmbeddingPool
 from era_core.experiments.keys import align_config, code_version, config_hash, encoder_identity, label_config
 from era_core.experiments.phase1 import query_side_cosine, train_alignment_cached

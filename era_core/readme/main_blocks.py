@@ -8,7 +8,7 @@ from era_core import report
 from era_core.io import read_json
 from era_core.readme.context import README_FIGURE, Context
 from era_core.readme.frames import mean_by_ratio, setting_rows, single_mean, std_at
-from era_core.readme.prose import fmt3, fmt_count, fmt_ratio, fmt_ratios, fmt_span, join_and, versus
+from era_core.readme.prose import as_shown, fmt3, fmt_count, fmt_diff, fmt_ratio, fmt_ratios, fmt_span, join_and, versus
 
 
 def render_setup(ctx: Context) -> str:
@@ -125,8 +125,22 @@ def _main_findings(view: pd.DataFrame, suffix: str, only_small: bool = False) ->
                    f"{versus(fused, control, 'the same-model control')}.")
     label = mean_by_ratio(view, "label_only")
     if label:
-        text = f"the Embedding Adapter (label only, random init; {fmt_span(list(label.values()))})"
+        text = f"the reference's Embedding Adapter (label only, random init; {fmt_span(list(label.values()))})"
         out.append(f"- ERA is {versus(era, label, text)}.")
+    chroma = mean_by_ratio(view, "embedding_adapter")
+    if chroma and control:
+        out.append(f"- The Embedding Adapter as Chroma describes it (the index model's own queries, random negatives; "
+                   f"{fmt_span(list(chroma.values()))}) is {versus(chroma, control, 'the same-model control')}.")
+    moves = []
+    for m, name in (("era", "ERA"), ("small_adapter", "the control"), ("fused", "fused"),
+                    ("embedding_adapter", "the Chroma-style adapter"), ("label_only", "the reference's label-only")):
+        base, again = mean_by_ratio(view, m), mean_by_ratio(view, m + "+remine")
+        for r in sorted(set(base) & set(again)):
+            moves.append(f"{name} {fmt_diff(as_shown(again[r]) - as_shown(base[r]))} ({fmt3(base[r])} → {fmt3(again[r])}, "
+                         f"ratio {fmt_ratio(r)})")
+    if moves:
+        out.append(f"- Re-mining the hard negatives with the trained adapter (one more Phase 2 round, `+remine`) moves "
+                   f"{join_and(moves)}.")
     return out
 
 
@@ -148,6 +162,6 @@ def render_training(ctx: Context) -> str:
             sched = (f" (schedule `{p.get('label_schedule', '?')}`, {p['label_epochs']}-epoch budget, early-stopping "
                      f"patience {p['label_patience']})")
         word = "above" if round(label[low] - max(floor), 3) > 0 else "not above"
-        lines.append(f"- The Embedding Adapter{sched} scores {fmt3(label[low])} at ratio {fmt_ratio(low)}, {word} an "
+        lines.append(f"- The reference's Embedding Adapter (label only){sched} scores {fmt3(label[low])} at ratio {fmt_ratio(low)}, {word} an "
                      f"untrained random adapter ({fmt_span(floor)} over seeds).")
     return "\n".join(lines)

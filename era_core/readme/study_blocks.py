@@ -18,32 +18,37 @@ def render_lodo(ctx: Context) -> str:
     main, _ = setting_rows(report.main_frame(ctx.results), inst)
     lines = []
     test = lodo[lodo["evaluation"] == "test"]
-    era = test[(test["method"] == "era") & (test["source"] == "lodo")]
     zs = test[(test["method"] == "zero_shot_small") & (test["source"] == "zero_shot")].set_index("held_out")
-    if len(era):
-        ratio = float(era["train_ratio"].iloc[0])
-        ref = zs["ndcg@10_mean"]
-        above = [f"{d} ({fmt3(v)} vs {fmt3(ref[d])})" for d, v in zip(era["held_out"], era["ndcg@10_mean"])
+    ref = zs["ndcg@10_mean"]
+    for method, name in (("era", "ERA"), ("small_adapter", "the same-model control"), ("fused", "fused")):
+        rows = test[(test["method"] == method) & (test["source"] == "lodo")]
+        if not len(rows):
+            continue
+        ratio = float(rows["train_ratio"].iloc[0])
+        above = [f"{d} ({fmt3(v)} vs {fmt3(ref[d])})" for d, v in zip(rows["held_out"], rows["ndcg@10_mean"])
                  if d in ref.index and as_shown(v) > as_shown(ref[d])]
-        n = sum(d in zs.index for d in era["held_out"])
+        n = sum(d in zs.index for d in rows["held_out"])
         where = (f"above the small model's zero-shot in {len(above)} of {n} held-out domains"
                  + (f": {join_and(above)}" if above else ""))
-        lines.append(f"- Leave-one-domain-out ERA (ratio {fmt_ratio(ratio)}, instructions {inst}) scores "
-                     f"{fmt_span(list(era['ndcg@10_mean']))} on the held-out domain's test split, {where} "
+        lines.append(f"- Leave-one-domain-out, {name} (ratio {fmt_ratio(ratio)}, instructions {inst}) scores "
+                     f"{fmt_span(list(rows['ndcg@10_mean']))} on the held-out domain's test split, {where} "
                      f"(`results/tables/lodo.md`).")
-    dse = ds[(ds["method"] == "era") & (ds["scope"] == "protocol")]
-    if len(dse):
+    for method, name in (("era", "ERA"), ("small_adapter", "same-model control"), ("fused", "fused")):
+        dse = ds[(ds["method"] == method) & (ds["scope"] == "protocol")]
+        if not len(dse):
+            continue
         ratio = float(dse["train_ratio"].iloc[0])
         own = dse[dse["train_domain"] == dse["eval_domain"]]
-        same = main[(main["method"] == "era") & (main["train_ratio"] == ratio)]
+        same = main[(main["method"] == method) & (main["train_ratio"] == ratio)]
         joint = dict(zip(same["domain"], same["ndcg@10_mean"]))
         beats = [d for d, v in zip(own["eval_domain"], own["ndcg@10_mean"])
                  if d in joint and as_shown(v) > as_shown(joint[d])]
         n = sum(d in joint for d in own["eval_domain"])
         other = dse[(dse["train_domain"] != dse["eval_domain"])
                     & ~dse["eval_domain"].isin([report.OVERALL, report.OVERALL_QW])]
-        text = (f"- Domain-specific ERA adapters (ratio {fmt_ratio(ratio)}) score {fmt_span(list(own['ndcg@10_mean']))} on "
-                f"their own domain, above the jointly trained ERA at the same ratio in {len(beats)} of {n} domains")
+        text = (f"- Domain-specific {name} adapters (ratio {fmt_ratio(ratio)}) score "
+                f"{fmt_span(list(own['ndcg@10_mean']))} on their own domain, above the jointly trained {name} at the "
+                f"same ratio in {len(beats)} of {n} domains")
         if len(other):
             text += f", and {fmt_span(list(other['ndcg@10_mean']))} on the other domains"
         lines.append(text + " (`results/tables/domain_specific.md`).")
@@ -86,8 +91,10 @@ def render_encoder_pairs(ctx: Context) -> str:
         era = rows[(rows["method"] == "era") & rows["train_ratio"].notna() & rows["gap_closed_mean"].notna()]
         if len(era):
             top = era.loc[era["train_ratio"].idxmax()]
-            text += (f"; at ratio {fmt_ratio(float(top['train_ratio']))} ERA closes {fmt3(float(top['gap_closed_mean']))} of the "
-                     f"zero-shot gap")
+            closed = float(top["gap_closed_mean"])
+            text += (f"; at ratio {fmt_ratio(float(top['train_ratio']))} ERA closes {fmt3(closed)} of the zero-shot gap"
+                     if closed >= 0 else f"; at ratio {fmt_ratio(float(top['train_ratio']))} ERA falls below the small "
+                     f"model's own zero-shot (share of the gap closed {fmt_diff(closed)})")
         lines.append(text + ".")
     if not lines:
         return "- The encoder-pair study holds no zero-shot rows (`results/tables/encoder_pairs.md`)."

@@ -38,7 +38,8 @@ from .alignment_figures import figure_alignment_curves, figure_alignment_scaling
 from .domain_figures import figure_domain_transfer, figure_lodo  # noqa: E402
 from .frames import (alignment_scaling_frame, domain_specific_frame, lodo_frame, main_frame,  # noqa: E402
                      main_seed_frame, zero_shot_frame, zero_shot_long)
-from .ladder import alignment_ladder_frame, figure_alignment_ladder, ladder_seed_frame, load_ladder  # noqa: E402
+from .ladder import (alignment_ladder_frame, figure_alignment_ladder, ladder_seed_frame, load_ladder,  # noqa: E402
+                     pair_points)
 from .load import INPUTS, load_results  # noqa: E402
 from .main_figures import (figure_cost_quality, figure_domain_bars, figure_instructions,  # noqa: E402
                            figure_ndcg_vs_ratio, query_costs)
@@ -66,7 +67,7 @@ __all__ = [
     "figure_domain_bars", "figure_instructions", "query_costs", "figure_cost_quality", "figure_lodo",
     "figure_domain_transfer", "figure_alignment_curves", "figure_alignment_scaling",
     # the alignment-quality ladder
-    "load_ladder", "ladder_seed_frame", "alignment_ladder_frame", "figure_alignment_ladder",
+    "load_ladder", "ladder_seed_frame", "alignment_ladder_frame", "figure_alignment_ladder", "pair_points",
     # encoder pairs
     "encoder_pairs_seed_frame", "encoder_pairs_frame", "encoder_pairs_table", "figure_gap_closed",
     # showing and everything

@@ -73,7 +73,7 @@ def alignment_ladder_frame(data: dict[str, Any]) -> pd.DataFrame:
     return out.sort_values(["k", "train_ratio", "_o"], kind="stable").drop(columns="_o").reset_index(drop=True)
 
 
-def _pair_points(results: Path) -> list[dict[str, Any]]:
+def pair_points(results: Path | str) -> list[dict[str, Any]]:
     """ERA − control and Phase 1's query-side cosine of each studied pair (default pair, pair study), per ratio."""
     points: list[dict[str, Any]] = []
 
@@ -110,7 +110,7 @@ def figure_alignment_ladder(results: Path | str = paths.RESULTS, figures: Path |
     ladder = ladder_seed_frame(data)
     if ladder.empty:
         raise EraError("alignment_ladder.json holds no complete cell; rerun 08_alignment_ladder")
-    pts = pd.DataFrame(_pair_points(Path(results)))
+    pts = pd.DataFrame(pair_points(results))
     ratios = sorted(set(ladder.train_ratio))
     widths = sorted(set(ladder.k))
     rung_order = {r: i for i, r in enumerate(data["rungs"])}
@@ -131,9 +131,11 @@ def figure_alignment_ladder(results: Path | str = paths.RESULTS, figures: Path |
                 ax.errorbar(m.query_cosine, m.era_minus_control, yerr=None if n_seeds < 2 else s.era_minus_control,
                             color=color, marker="o", ms=4, lw=1.3, capsize=2,
                             label=f"ladder: {data['setup']['query_model']} → first {k} dims")
-                for rung, row in m.iterrows():
+                for rung, row in m.iterrows() if i == 0 else ():  # the widths share their rungs' names
+                    # 'all' and 'exact' both sit near cosine 1: one label below the point, one above.
+                    offset = {"all": (-14, -12), "exact": (-24, 7)}.get(rung, (5, 3))
                     ax.annotate(rung, (row.query_cosine, row.era_minus_control), textcoords="offset points",
-                                xytext=(4, 4), fontsize=7, color=color)
+                                xytext=offset, fontsize=7, color="#333333")
             if not pts.empty:
                 for pair in pair_names:
                     sel = pts[(pts.pair == pair) & (pts.train_ratio == ratio)]
@@ -143,9 +145,10 @@ def figure_alignment_ladder(results: Path | str = paths.RESULTS, figures: Path |
                     ax.errorbar([mx[0]], [my[0]], yerr=None if np.isnan(my[1]) else [my[1]], color="#444444",
                                 marker=markers[pair], ms=5, ls="none", capsize=2, label=pair.replace(">", " → "))
             ax.axhline(0.0, color="#888888", lw=1, ls="--")
-            ax.set_xlabel("Phase 1 query-side cosine (mapped large query vs small model's own query)")
             ax.set_title(f"train ratio {ratio:g}")
         axes[0][0].set_ylabel("ERA − same-model control (test nDCG@10)")
+        fig.supxlabel("Phase 1 query-side cosine: the mapped large query vector against the index model's own "
+                      "query vector", fontsize=9)
         axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, framealpha=0.9)
         spread = f"mean ± sd over {n_seeds} seeds" if n_seeds > 1 else "one seed, no error bars"
         fig.suptitle(f"When does ERA pay? ERA minus the control against Phase 1's fit on queries ({spread})",
