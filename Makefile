@@ -15,7 +15,6 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-LARGE_STAMP := $(VENV)/.installed-large
 
 # The default profile writes to results/ and figures/; the others to a subfolder of their own,
 # so switching profiles never overwrites another profile's artefacts.
@@ -61,16 +60,11 @@ help:
 	@sed -n '1,4p' Makefile | sed 's/^# \{0,1\}//'
 
 # ------------------------------------------------------------------ environment
-$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
+$(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
-	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
-	@touch $@
-
-$(LARGE_STAMP): requirements-large.txt | $(STAMP)
-	$(PY) -m pip install --quiet --no-deps --require-hashes -r requirements-large.txt
 	@touch $@
 
 $(GEMMA_STAMP): | $(STAMP)
@@ -89,20 +83,20 @@ JOBS ?= 2
 MAKEFLAGS += -j$(JOBS)
 ENCODING_NOTEBOOKS := 01_zero_shot 02_alignment
 threads_env = $(if $(filter 1,$(JOBS))$(filter $(1),$(ENCODING_NOTEBOOKS)),,OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1)
-# One file-target rule per notebook: the executed notebook is the target; its prerequisites are
-# the notebook, its params file, the era_core sources and the upstream notebooks whose results it reads.
+# The executed notebook is the target; its prerequisites are the notebook, its params files, the era_core
+# sources it imports and the upstream notebooks whose results it reads.
 # Quiet: scripts/run_notebook.py prints one line as a notebook starts and one as it ends (a live line on a
 # terminal); the full papermill log goes to $(EXE)/<notebook>.log. MPLBACKEND=Agg for papermill runs only.
 define run_notebook
 	@mkdir -p $(EXE)
-	@$(PY) -m era_core.params check params/$(PROFILE)/$(1).yaml $(1) >/dev/null
+	@$(VENV)/bin/era params check params/$(PROFILE)/$(1).yaml $(1) >/dev/null
 	@MPLBACKEND=Agg $(call threads_env,$(1)) $(PY) scripts/run_notebook.py $(if $(filter 1,$(JOBS)),,--no-live) --log $(EXE)/$(1).log -- \
 	  $(PY) -m papermill -k python3 --cwd . --log-output --no-progress-bar \
 	  -f params/$(PROFILE)/$(1).yaml notebooks/$(1).ipynb $(EXE)/.$(1).tmp.ipynb
 	@mv $(EXE)/.$(1).tmp.ipynb $@
 endef
 
-# Each notebook depends on the era_core files it imports (read statically by era_core.deps into
+# Each notebook depends on the era_core files it imports (read statically by era_core.tools.deps into
 # $(DEPS_MK)), so editing bench, plan or readme code reruns no notebook. The rules file itself is
 # no prerequisite: a changed import changes a file a notebook already depends on. Built only when a goal
 # runs notebooks, so `make help` or `make clean` never creates the environment.
@@ -110,14 +104,15 @@ DEPS_MK := $(EXE)/.notebook-deps.mk
 CORE_DATA := pyproject.toml $(shell find era_core -name '*.json' | LC_ALL=C sort)
 $(DEPS_MK): $(CORE) $(foreach nb,$(NOTEBOOKS),notebooks/$(nb).ipynb) | $(STAMP)
 	@mkdir -p $(EXE)
-	@$(PY) -m era_core.deps --makefile $@ --exe $(EXE)
+	@$(PY) -m era_core.tools.deps --makefile $@ --exe $(EXE)
 ifneq ($(filter paper release-adapter $(EXE)/%,$(or $(MAKECMDGOALS),help)),)
 -include $(DEPS_MK)
 endif
 
 # One rule runs every notebook: the executed notebook is the target; its prerequisites are the notebook,
-# its params file, the registry data and (from $(DEPS_MK)) the era_core files it imports.
-$(EXE)/%.ipynb: notebooks/%.ipynb params/$(PROFILE)/%.yaml $(CORE_DATA) | $(STAMP) $(MODEL_DEPS)
+# its params file, the profile's shared params, the registry data and (from $(DEPS_MK)) the era_core files
+# it imports.
+$(EXE)/%.ipynb: notebooks/%.ipynb params/$(PROFILE)/%.yaml params/$(PROFILE)/shared.yaml $(CORE_DATA) | $(STAMP) $(MODEL_DEPS)
 	$(call run_notebook,$*)
 
 # Upstream notebooks whose results a notebook reads. Order-only (after |): run first, never make it stale;
@@ -136,7 +131,7 @@ $(EXE)/06_figures.ipynb: $(foreach nb,01_zero_shot 02_alignment 03_training 04_l
 
 ifeq ($(DRY_RUN),1)
 paper: $(STAMP)
-	$(PY) -m era_core.plan --profile $(PROFILE)
+	$(PY) -m era_core.tools.plan --profile $(PROFILE)
 else
 # No recipe: with nothing stale, `make -q paper` exits 0.
 paper: $(EXE)/06_figures.ipynb $(EXE)/00_quickstart.ipynb
@@ -145,16 +140,16 @@ endif
 # The README describes the default profile: rewrite its generated blocks (and docs/img/) from results/.
 # An explicit step, not part of `paper`: it edits a committed file. READMEFLAGS=--check only checks.
 readme: $(STAMP)
-	$(PY) -m era_core.readme --results results --figures figures --readme README.md $(READMEFLAGS)
+	$(PY) -m era_core.tools.readme --results results --figures figures $(READMEFLAGS)
 
 dry-run: $(STAMP)
-	$(PY) -m era_core.plan --profile $(PROFILE)
+	$(PY) -m era_core.tools.plan --profile $(PROFILE)
 
 check-params: $(STAMP)
-	@for nb in $(NOTEBOOKS); do $(PY) -m era_core.params check params/$(PROFILE)/$$nb.yaml $$nb; done
+	@for nb in $(NOTEBOOKS); do $(VENV)/bin/era params check params/$(PROFILE)/$$nb.yaml $$nb; done
 
 release-adapter: $(EXE)/03_training.ipynb | $(STAMP)
-	$(PY) -m era_core.release --results $(RES)
+	$(PY) -m era_core.paper.release --results $(RES)
 
 # One prepared GPU script (< 5 min): CUDA vs CPU encoding, training and search; exits 2 without CUDA.
 gpu-check: $(STAMP)
@@ -162,12 +157,12 @@ gpu-check: $(STAMP)
 
 # ------------------------------------------------------------------ tests, benchmarks, lab
 # The tests exercise all three bundled encoders, mpnet included.
-test: $(STAMP) $(LARGE_STAMP)
+test: $(STAMP)
 	$(PY) -m nbstripout --verify notebooks/*.ipynb
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(PY) -m era_core.bench --out results
+	$(PY) -m era_core.tools.bench --out results
 
 # Kernels draw inline: MPLBACKEND stays unset (papermill runs set Agg themselves).
 # Lab kernels write to results/lab and figures/lab, so a smoke-sized "Run All" never overwrites a profile's

@@ -5,6 +5,8 @@ A ``Method`` ties a name (the ``methods`` parameter, run folders, tables) to a t
 settings it fixes for itself, and the labels the tables and figures print. Everything that lists
 methods (parameters, protocols, report) reads ``METHODS``.
 
+It also names, once, the values of Phase 1's loss and start and of Phase 2's schedule.
+
 Variants: ``<method>+remine`` is ``<method>`` with one more Phase 2 round whose hard negatives are
 re-mined with the adapter the first round trained (``LabelConfig.remine_rounds``); it reuses the
 base method's learning rate.
@@ -19,6 +21,17 @@ from era_core.errors import ParamsError
 
 #: Suffix of a method's re-mined variant.
 REMINE_SUFFIX = "+remine"
+#: Phase 1's losses, its starts (the closed forms need no epochs) and Phase 2's lr schedules.
+ALIGNMENT_LOSSES = ("cosine", "mse", "smooth_l1")
+ALIGNMENT_INITS = ("default", "ridge", "procrustes")
+CLOSED_FORM_INITS = ("ridge", "procrustes")
+SCHEDULES = ("reference", "constant")
+#: The trainer's modes (``train.train_era``), which ones start from Phase 1, and the query vectors each reads.
+MODES = ("both", "label_only", "alignment_only", "small_adapter", "fused")
+PHASE1_MODES = ("both", "alignment_only")
+QUERY_SIDES = ("large", "small", "fused")
+MODE_QUERY_SIDE = {"both": "large", "label_only": "large", "alignment_only": "large", "small_adapter": "small",
+                   "fused": "fused"}
 
 
 @dataclass(frozen=True)
@@ -26,9 +39,7 @@ class Method:
     """One trainable method: its training mode, query side, Phase 1 use and display labels."""
 
     name: str
-    mode: str  # era_core.train mode: both, label_only, alignment_only, small_adapter, fused, residual_mlp
-    query_side: str  # large, small or fused: the query vectors the adapter reads
-    phase1: bool  # starts from the Phase 1 (identity-text alignment) adapter
+    mode: str  # the trainer's mode (MODES)
     label: str
     short: str  # two-line label for crowded axes
     faithful: bool  # the reference has it (ERA, its label-only and alignment-only baselines)
@@ -36,6 +47,16 @@ class Method:
     label_overrides: tuple[tuple[str, Any], ...] = ()
     #: Extra Phase 2 rounds with negatives re-mined by the adapter the previous round trained.
     remine_rounds: int = 0
+
+    @property
+    def query_side(self) -> str:
+        """The query vectors the adapter reads: ``large``, ``small`` or ``fused`` (both, concatenated)."""
+        return MODE_QUERY_SIDE[self.mode]
+
+    @property
+    def phase1(self) -> bool:
+        """Whether it starts from the Phase 1 (identical-text alignment) adapter."""
+        return self.mode in PHASE1_MODES
 
     @property
     def trains_on_labels(self) -> bool:
@@ -53,18 +74,15 @@ class Method:
 
 
 _BASE = (
-    Method("alignment_only", "alignment_only", "large", True, "Alignment only", "Alignment\nonly", True),
-    Method("label_only", "label_only", "large", False, "Embedding Adapter (reference: label only)",
-           "Embedding\nAdapter (ref.)", True),
-    Method("era", "both", "large", True, "ERA", "ERA", True),
-    Method("small_adapter", "small_adapter", "small", False, "Small adapter (same-model control)", "Small\nadapter",
-           False),
-    Method("fused", "fused", "fused", False, "Fused (large ⊕ small queries)", "Fused", False),
+    Method("alignment_only", "alignment_only", "Alignment only", "Alignment\nonly", True),
+    Method("label_only", "label_only", "Embedding Adapter (reference: label only)", "Embedding\nAdapter (ref.)", True),
+    Method("era", "both", "ERA", "ERA", True),
+    Method("small_adapter", "small_adapter", "Small adapter (same-model control)", "Small\nadapter", False),
+    Method("fused", "fused", "Fused (large ⊕ small queries)", "Fused", False),
     # Chroma's public recipe: a query-only linear adapter on the index model's own query vectors,
     # negatives drawn at random from the documents not labelled relevant (no mining teacher).
-    Method("embedding_adapter", "small_adapter", "small", False, "Embedding Adapter (Chroma: same model, random negatives)",
+    Method("embedding_adapter", "small_adapter", "Embedding Adapter (Chroma: same model, random negatives)",
            "Embedding\nAdapter (Chroma)", False, label_overrides=(("strategy", "random"),)),
-    Method("residual_mlp", "residual_mlp", "large", True, "ERA, residual MLP", "ERA\nres. MLP", False),
 )
 
 
@@ -77,7 +95,7 @@ def _remined(m: Method) -> Method:
 METHODS: dict[str, Method] = {}
 for _m in _BASE:
     METHODS[_m.name] = _m
-    if _m.trains_on_labels and _m.mode != "residual_mlp":
+    if _m.trains_on_labels:
         METHODS[_m.name + REMINE_SUFFIX] = _remined(_m)
 del _m
 

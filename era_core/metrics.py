@@ -17,8 +17,8 @@ The values equal those of trec_eval as exposed by pytrec_eval (`ndcg_cut_k`, `re
   `missing_as_zero=True`. A run query with an empty result dict is evaluated (all zeros).
 - MRR and MAP use the whole run as given; the caller truncates it (e.g. to the top 100).
 
-Per-query values only: their means over tasks and domains are `experiments.summarise`'s job
-(the one aggregation the results use).
+``summarise`` aggregates per-query values into per-task, per-domain and overall means (MAIR's
+weighting inside a task, the reference's macro mean across tasks): the one aggregation the results use.
 """
 
 from __future__ import annotations
@@ -28,10 +28,12 @@ from dataclasses import dataclass
 import gc
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 from itertools import chain
 
 import numpy as np
 
+from era_core.data.tasks import DOMAINS, task_of_unit
 from era_core.errors import DataError, ParamsError
 
 DEFAULT_K_VALUES: tuple[int, ...] = (1, 5, 10, 20, 100)
@@ -307,3 +309,49 @@ def _string_ranks(strings: list[str]) -> np.ndarray:
     ranks = np.empty(len(strings), dtype=np.int64)
     ranks[np.argsort(arr)] = np.arange(len(strings), dtype=np.int64)
     return ranks
+
+
+# ----------------------------------------------------------------------------- aggregation (MAIR)
+
+HEADLINE = "ndcg@10"
+
+
+def headline_per_query(per_query: dict[str, dict[str, dict[str, float]]],
+                       keep: dict[str, list[str]]) -> dict[str, dict[str, float]]:
+    """``{unit: {qid: nDCG@10}}`` of the kept (test-split) queries: what paired tests over queries need."""
+    return {unit: {q: per_query[unit][q][HEADLINE] for q in keep.get(unit, []) if q in per_query[unit]}
+            for unit in per_query}
+
+
+def summarise(per_query: dict[str, dict[str, dict[str, float]]], unit_domain: dict[str, str],
+              keep: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """Aggregate per-query metrics of units into per-task, per-domain and overall means.
+
+    Task value = mean over the task's scored queries across its sub-splits (the official MAIR
+    weighting inside a task). ``overall`` and ``per_domain`` are macro means over tasks (the
+    reference's aggregate); ``overall_query_weighted`` weights tasks by query count (MAIR's).
+    """
+    task_rows: dict[str, list[dict[str, float]]] = {}
+    task_domain: dict[str, str] = {}
+    for unit, rows in per_query.items():
+        chosen = rows if keep is None else {q: rows[q] for q in keep.get(unit, []) if q in rows}
+        task = task_of_unit(unit)
+        task_domain[task] = unit_domain[unit]
+        task_rows.setdefault(task, []).extend(chosen.values())
+    per_task, n_queries = {}, {}
+    for task, rows in task_rows.items():
+        if not rows:
+            continue
+        names = sorted(rows[0])
+        per_task[task] = {m: float(np.mean([r[m] for r in rows])) for m in names}
+        n_queries[task] = len(rows)
+    per_domain = {}
+    for d in DOMAINS:
+        ts = [t for t in per_task if task_domain[t] == d]
+        if ts:
+            per_domain[d] = {m: float(np.mean([per_task[t][m] for t in ts])) for m in per_task[ts[0]]}
+    overall = {m: float(np.mean([v[m] for v in per_task.values()])) for m in next(iter(per_task.values()), {})}
+    total = sum(n_queries.values())
+    weighted = {m: float(sum(per_task[t][m] * n_queries[t] for t in per_task) / total) for m in overall} if total else {}
+    return {"per_task": per_task, "n_queries": n_queries, "per_domain": per_domain, "overall": overall,
+            "overall_query_weighted": weighted, "task_domain": {t: task_domain[t] for t in per_task}}

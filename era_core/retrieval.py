@@ -10,13 +10,11 @@ a running top-k per query is merged with the few candidates of each new block.
 
 from __future__ import annotations
 
-import importlib.util
 
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from era_core.errors import DataError, ParamsError
 
@@ -24,42 +22,6 @@ from era_core.errors import DataError, ParamsError
 # come out of encoders with norms 1 +- a few 1e-7); dividing them again would only add noise.
 NORM_TOLERANCE = 1e-5
 DEVICES = ("cpu", "cuda")
-
-
-_FAISS: Any = None
-
-
-def _faiss() -> Any:
-    """The faiss module, imported on first use: only an explicit ``backend="faiss"`` loads it (and its BLAS)."""
-    global _FAISS
-    if _FAISS is None:
-        import faiss
-
-        _FAISS = faiss
-    return _FAISS
-
-
-#: Whether faiss is importable here (looked up, not imported); ``backend="faiss"`` needs it.
-FAISS_AVAILABLE = importlib.util.find_spec("faiss") is not None
-BACKENDS = ("auto", "numpy", "faiss")
-FAISS_INSTALL_HINT = "pip install faiss-cpu==1.15.1 (it is listed in requirements.txt)"
-
-
-def resolve_backend(backend: str = "auto", device: str = "cpu") -> str:
-    """The backend ``topk_search`` uses for these arguments: "faiss", "numpy" or "torch" (device="cuda")."""
-    if backend not in BACKENDS:
-        raise ParamsError(f"backend must be one of {BACKENDS}, got {backend!r}.")
-    if device == "cuda":
-        if backend == "faiss":
-            raise ParamsError("backend='faiss' is CPU-only here; use device='cpu' or backend='auto'/'numpy'.")
-        return "torch"
-    if backend == "faiss" and not FAISS_AVAILABLE:
-        raise ParamsError(f"backend='faiss' but faiss is not importable; install it: {FAISS_INSTALL_HINT}.")
-    if backend == "auto":
-        # Measured (make bench, issue 16): exact re-scoring of faiss's candidates, which keeping today's bits
-        # and tie order needs, costs more than the search it saves, so faiss is opt-in, never the default.
-        return "numpy"
-    return backend
 
 
 def topk_search(
@@ -71,15 +33,9 @@ def topk_search(
     query_chunk: int = 1024,
     corpus_chunk: int = 8192,
     device: str = "cpu",
-    backend: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact cosine top-k: (scores [nq, k'] float32, corpus indices [nq, k'] int64), k' = min(k, n_docs).
-
-    ``backend="faiss"`` takes candidates from faiss and re-scores them with the same sgemm blocks
-    as the NumPy path, so both backends return the same ids and bits (see `_faiss_search`).
-    """
+    """Exact cosine top-k: (scores [nq, k'] float32, corpus indices [nq, k'] int64), k' = min(k, n_docs)."""
     queries, corpus = _check_inputs(queries, corpus, k, doc_ids, query_chunk, corpus_chunk, device)
-    chosen = resolve_backend(backend, device)
     n_q, n_docs = queries.shape[0], corpus.shape[0]
     k_eff = min(int(k), n_docs)
     if n_q == 0:
@@ -87,8 +43,6 @@ def topk_search(
     q_unit = _unit_rows(queries, "queries")
     doc_scale = _inverse_norms(corpus)  # None when the corpus is already unit norm
     ids = None if doc_ids is None else np.asarray(list(doc_ids), dtype=object)
-    if chosen == "faiss" and _faiss_blocks_match(n_q, n_docs, k_eff, query_chunk, corpus_chunk, corpus):
-        return _faiss_search(q_unit, corpus, doc_scale, k_eff, ids, query_chunk, corpus_chunk)
     return _blocked_search(q_unit, corpus, doc_scale, k_eff, ids, query_chunk, corpus_chunk, device)
 
 
@@ -116,132 +70,6 @@ def _blocked_search(q_unit, corpus, doc_scale, k_eff, ids, query_chunk, corpus_c
                 continue
             best_scores[j], best_idx[j] = _merge(best_scores[j], best_idx[j], rows, cols + c0, vals, k_eff, ids)
     return np.concatenate(best_scores), np.concatenate(best_idx)
-
-
-# ----------------------------------------------------------------------------- faiss candidates
-
-#: OpenBLAS computes a block with one row or column (gemv) or with few entries (its small-matrix
-#: kernels) in another summation order than a large sgemm, so its bits differ in the last place.
-#: Blocks with >= 2 rows, >= 2 columns and at least 2048 entries gave the same bits as any
-#: sub-block of a large product (OpenBLAS 0.3.31, SkylakeX kernels, dims 8..1024; see
-#: tests/test_retrieval_faiss.py); this bound leaves a 4x margin. Re-scoring blocks and the NumPy
-#: path's blocks must both be this large for the faiss backend to reproduce the NumPy bits.
-SAME_BITS_MIN_ENTRIES = 8192
-#: Queries re-scored together: one sgemm over the union of their candidates.
-RESCORE_GROUP = 8
-
-
-def _initial_width(k: int) -> int:
-    """Candidates first asked of faiss: k plus a margin for the float32 rounding band."""
-    return k + max(16, k // 4)
-
-
-def _big_block(rows: int, cols: int) -> bool:
-    return rows >= 2 and cols >= 2 and rows * cols >= SAME_BITS_MIN_ENTRIES
-
-
-def _faiss_blocks_match(n_q: int, n_docs: int, k: int, query_chunk: int, corpus_chunk: int, corpus: np.ndarray) -> bool:
-    """Whether the faiss path reproduces the NumPy path's bits: every NumPy block is a large sgemm."""
-    if not corpus.flags.c_contiguous or _initial_width(k) >= n_docs:
-        return False  # faiss would copy the corpus / every document is a candidate anyway
-    row_sizes = {min(query_chunk, n_q)} | ({n_q % query_chunk} - {0})
-    col_sizes = {min(corpus_chunk, n_docs)} | ({n_docs % corpus_chunk} - {0})
-    return all(_big_block(r, c) for r in row_sizes for c in col_sizes)
-
-
-def score_error_bound(dim: int) -> float:
-    """Upper bound on |faiss score - NumPy score| for one (query, document) pair of near-unit rows.
-
-    Any float32 summation order of a length-``dim`` dot product errs by at most
-    gamma_dim * sum|q_i d_i| <= gamma_dim * |q| |d| (Cauchy-Schwarz); two such computations, the
-    rounding of the normalised corpus copy and of the column scaling add a few more units.
-    """
-    u = 2.0**-24
-    norm = 1.0 + 4 * NORM_TOLERANCE
-    return (2 * dim + 8) * u * 1.01 * norm * norm
-
-
-def _faiss_candidates(q: np.ndarray, corpus: np.ndarray, doc_scale: np.ndarray | None, width: int, corpus_chunk: int):
-    """faiss's top ``width`` (by its own scores) per query row: (lowest kept faiss score [n], doc indices [n, width])."""
-    fa = _faiss()
-    metric = fa.METRIC_INNER_PRODUCT
-    if doc_scale is None:
-        # faiss.knn reads the corpus in place (no index copy) and scores it in bounded blocks.
-        approx, cand = fa.knn(q, corpus, width, metric=metric)
-        return approx.min(axis=1), cand
-    # Ranking must be by cosine, so faiss sees unit rows: one normalised chunk copy at a time.
-    best_a = np.empty((len(q), 0), dtype=np.float32)
-    best_i = np.empty((len(q), 0), dtype=np.int64)
-    for c0 in range(0, corpus.shape[0], corpus_chunk):
-        chunk = corpus[c0 : c0 + corpus_chunk] * doc_scale[c0 : c0 + corpus_chunk, None]
-        a, i = fa.knn(q, chunk, min(width, len(chunk)), metric=metric)
-        best_a = np.concatenate((best_a, a), axis=1)
-        best_i = np.concatenate((best_i, i + c0), axis=1)
-        if best_a.shape[1] > width:
-            keep = np.argpartition(-best_a, width - 1, axis=1)[:, :width]
-            best_a = np.take_along_axis(best_a, keep, axis=1)
-            best_i = np.take_along_axis(best_i, keep, axis=1)
-    return best_a.min(axis=1), best_i
-
-
-def _rescore(q_unit: np.ndarray, rows: np.ndarray, cand: np.ndarray, corpus: np.ndarray, doc_scale: np.ndarray | None) -> np.ndarray:
-    """Scores of ``cand[i]`` for query ``rows[i]``, bit-identical to the NumPy path's sgemm blocks."""
-    out = np.empty(cand.shape, dtype=np.float32)
-    # These sgemms are too small to gain from BLAS threads (waking them cost ~5x the product);
-    # the thread count does not change the bits (threads split rows/columns, not the sum).
-    with threadpool_limits(limits=1, user_api="blas"):
-        _rescore_groups(q_unit, rows, cand, corpus, doc_scale, out)
-    return out
-
-
-def _rescore_groups(q_unit, rows, cand, corpus, doc_scale, out) -> None:
-    n_docs = corpus.shape[0]
-    for g0 in range(0, len(rows), RESCORE_GROUP):
-        g_rows = rows[g0 : g0 + RESCORE_GROUP]
-        g_cand = cand[g0 : g0 + RESCORE_GROUP]
-        cols = np.unique(g_cand)
-        # Pad rows (repeats) and columns (extra documents) into the large-sgemm regime.
-        n_rows = max(len(g_rows), 2, -(-SAME_BITS_MIN_ENTRIES // n_docs))
-        q_rows = np.resize(g_rows, n_rows)
-        need = -(-SAME_BITS_MIN_ENTRIES // n_rows)
-        if len(cols) < need:
-            cols = np.union1d(cols, np.arange(min(n_docs, need + len(cols))))
-        block = np.matmul(q_unit[q_rows], corpus[cols].T)
-        if doc_scale is not None:
-            block *= doc_scale[cols]
-        pos = np.searchsorted(cols, g_cand)
-        out[g0 : g0 + len(g_rows)] = np.take_along_axis(block[: len(g_rows)], pos, axis=1)
-
-
-def _faiss_search(q_unit, corpus, doc_scale, k, ids, query_chunk, corpus_chunk):
-    """Exact top-k from faiss candidates: re-score exactly, widen until no outside document can compete.
-
-    Every document faiss left out scores (by faiss) at most the lowest kept faiss score m, so its
-    exact score is at most m + bound. When that is below the exact k-th score, the whole top k,
-    ties included, lies inside the candidates; otherwise that query asks faiss for twice as many.
-    """
-    n_q, n_docs = q_unit.shape[0], corpus.shape[0]
-    bound = score_error_bound(corpus.shape[1])
-    out_s = np.empty((n_q, k), dtype=np.float32)
-    out_i = np.empty((n_q, k), dtype=np.int64)
-    for q0 in range(0, n_q, query_chunk):
-        rows = np.arange(q0, min(n_q, q0 + query_chunk))
-        width = _initial_width(k)
-        while len(rows):
-            lowest, cand = _faiss_candidates(q_unit[rows], corpus, doc_scale, width, corpus_chunk)
-            exact = _rescore(q_unit, rows, cand, corpus, doc_scale)
-            n = len(rows)
-            empty_s, empty_i = np.empty((n, 0), dtype=np.float32), np.empty((n, 0), dtype=np.int64)
-            flat_rows = np.repeat(np.arange(n), cand.shape[1])
-            s, i = _merge(empty_s, empty_i, flat_rows, cand.reshape(-1), exact.reshape(-1), k, ids)
-            if width >= n_docs:
-                safe = np.ones(n, dtype=bool)
-            else:
-                safe = lowest.astype(np.float64) + bound < s[:, -1].astype(np.float64)
-            out_s[rows[safe]], out_i[rows[safe]] = s[safe], i[safe]
-            rows = rows[~safe]
-            width = min(n_docs, 2 * width)
-    return out_s, out_i
 
 
 def run_from_topk(

@@ -13,7 +13,7 @@ Deviation: the reference crashes obscurely on an empty qid list; we raise a Para
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from era_core.errors import ParamsError
 
@@ -50,3 +50,30 @@ def split_queries(
     val_start = min(max(1, int(n * (1 - eval_ratio - val_ratio))), eval_start)
     train_size = max(1, min(int(n * train_ratio), val_start))
     return shuffled[:train_size], shuffled[val_start:eval_start], shuffled[eval_start:]
+
+
+def split_units(units: Sequence, train_ratio: float, val_ratio: float = 0.1, eval_ratio: float = 0.5,
+                seed: int = 42) -> dict[str, dict[str, list[str]]]:
+    """``{unit: {"train", "val", "test"}}`` of every unit (anything with ``name`` and ``qids`` or ``labelled_qids()``).
+
+    A run computes this once and hands it to the trainer and to the scorer alike. The test and validation
+    splits do not depend on ``train_ratio`` (module docstring), so a unit nobody trains on gets its test
+    split from any ratio; units without labelled queries get empty splits.
+    """
+    out = {}
+    for u in units:
+        qids = u.qids if hasattr(u, "qids") else u.labelled_qids()
+        train, val, test = split_queries(qids, train_ratio, val_ratio, eval_ratio, seed=seed) if qids else ([], [], [])
+        out[u.name] = {"train": list(train), "val": list(val), "test": list(test)}
+    return out
+
+
+def test_split(splits: dict[str, dict[str, list[str]]]) -> dict[str, list[str]]:
+    """``{unit: test qids}`` of ``split_units``'s result: the queries every method is scored on."""
+    return {name: s["test"] for name, s in splits.items()}
+
+
+def test_qids(units: Iterable, seed: int, val_ratio: float = 0.1, eval_ratio: float = 0.5) -> dict[str, list[str]]:
+    """Each unit's test split: it does not depend on the train ratio (module docstring), so one split serves every
+    method, trained or not."""
+    return test_split(split_units(units, 0.0, val_ratio, eval_ratio, seed))

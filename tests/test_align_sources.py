@@ -8,12 +8,14 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from era_core import align_sources as src
-from era_core import experiments as ex
+from era_core.paper import sources as src
 from era_core.cache import embed_texts
 from era_core.errors import ParamsError
-from era_core.params import SCHEMAS, validate
+from era_core.paper.params import SCHEMAS, validate
 from era_core.splits import split_queries
+from era_core.vectors import query_inputs
+from era_core.identical_texts import alignment_pairs, per_task_sample
+from era_core.setup import Setup, get_encoder, load_units
 
 LARGE, SMALL = "minilm-l6", "minilm-l3-onnx"  # the smoke pair: its embeddings are in the shared cache
 
@@ -22,8 +24,8 @@ LARGE, SMALL = "minilm-l6", "minilm-l3-onnx"  # the smoke pair: its embeddings a
 def smoke():
     p = validate("02_alignment", {k: v.default for k, v in SCHEMAS["02_alignment"].items()}
                  | {"large_model": LARGE, "small_model": SMALL, "progress": False})
-    setup = ex.Setup.from_params(p)
-    return setup, ex.load_units(setup), p
+    setup = Setup.from_params(p)
+    return setup, load_units(setup), p
 
 
 def _key(text: str) -> str:
@@ -58,7 +60,7 @@ def test_interleaved_order_is_round_robin_and_sizes_are_nested():
 @pytest.mark.parametrize("seed", [42, 7])
 def test_task_docs_full_sample_is_exactly_todays_phase1_pairs(smoke, seed):
     setup, units, p = smoke
-    today = ex.alignment_pairs(units, setup, p["align_samples_per_task"], p["align_eval_ratio"], seed)
+    today = alignment_pairs(units, setup, p["align_samples_per_task"], p["align_eval_ratio"], seed)
     pairs = src.source_pairs("task_docs", units, setup, 10**9, seed=seed, sample_seed=p["align_sample_seed"],
                              samples_per_task=p["align_samples_per_task"], train_ratio=0.4, val_ratio=0.1,
                              eval_ratio=0.5)
@@ -73,7 +75,7 @@ def test_task_docs_subsample_rows_are_the_full_samples_rows(smoke):
     kw = dict(seed=42, sample_seed=5, samples_per_task=1000, train_ratio=0.4, val_ratio=0.1, eval_ratio=0.5)
     full = src.source_pairs("task_docs", units, setup, 10**9, **kw)
     part = src.source_pairs("task_docs", units, setup, 300, **kw)
-    groups = [len(rows) for _, rows in ex.per_task_sample(units, 1000, 42)]
+    groups = [len(rows) for _, rows in per_task_sample(units, 1000, 42)]
     rows = src.nested_rows(groups, 300, 5)
     assert len(part.x) == 300 and np.array_equal(part.x, full.x[rows]) and np.array_equal(part.y, full.y[rows])
     assert part.texts == [full.texts[i] for i in rows]
@@ -97,7 +99,7 @@ def test_corpus_pool_has_no_corpus_or_query_text_of_any_task(smoke):
     assert len(set(keys)) == len(keys)  # no text twice
     assert {t for t, _ in pool} == set(setup.tasks)
     # The pool is the builders' documents: every text starts a document of its task's source.
-    from era_core.align_sources import _builders
+    from era_core.paper.sources import _builders
 
     sympy_docs = list(_builders(setup.benchmark)["SymPy-API"]().docs.values())
     sympy_pool = [t for task, t in pool if task == "SymPy-API"]
@@ -113,7 +115,7 @@ def test_corpus_pool_pairs_are_nested_and_encoded_per_text(smoke):
     rows = [where[t] for t in small.texts]
     assert rows == sorted(rows)  # both in source order
     assert np.array_equal(small.x, big.x[rows]) and np.array_equal(small.y, big.y[rows])
-    direct = ex.get_encoder(SMALL, setup).encode(small.texts[:4], progress=False)
+    direct = get_encoder(SMALL, setup).encode(small.texts[:4], progress=False)
     assert np.allclose(small.y[:4], direct, atol=1e-5)  # the small model's vectors of exactly these texts
 
 
@@ -143,11 +145,11 @@ def test_train_queries_are_the_train_split_and_never_val_or_test(smoke, seed, ra
     # Identical texts on both sides: the bare query text, never an instruction (instructed targets would
     # share one instruction direction). Both models' vectors equal a direct cache read of the raw text.
     for unit in units:
-        _, texts, inst = ex.query_inputs(unit)
+        _, texts, inst = query_inputs(unit)
         row = {t: i for i, t in enumerate(texts)}
         mine = [i for i, t in enumerate(pairs.texts) if t in row]
         for key, side in ((LARGE, pairs.x), (SMALL, pairs.y)):
-            enc = ex.get_encoder(key, setup)
+            enc = get_encoder(key, setup)
             raw = embed_texts(enc, texts, role="query", instructions=None, progress=False)
             instructed = embed_texts(enc, texts, role="query", instructions=inst, progress=False)
             assert np.array_equal(side[mine], raw[[row[pairs.texts[i]] for i in mine]])
@@ -170,8 +172,8 @@ def test_all_texts_is_every_document_and_every_query_text_and_ignores_the_size(s
     assert len(pairs.x) == len(pairs.y) == pairs.n_available == len(docs) + len(queries)
     assert sorted(pairs.texts) == sorted(docs + queries)  # test queries included: a ceiling, not a method
     unit = units[0]
-    small = ex.get_encoder(SMALL, setup)
+    small = get_encoder(SMALL, setup)
     n_docs = len(unit.corpus)
     assert np.array_equal(pairs.y[:n_docs], embed_texts(small, list(unit.corpus.values()), role="document", progress=False))
-    raw = embed_texts(small, ex.query_inputs(unit)[1], role="query", instructions=None, progress=False)
+    raw = embed_texts(small, query_inputs(unit)[1], role="query", instructions=None, progress=False)
     assert np.array_equal(pairs.y[n_docs:n_docs + len(raw)], raw)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from era_core import alignment_ladder as lad
-from era_core import experiments as ex
-from era_core import report
+from era_core.paper import ladder as lad
+from era_core.paper import report
 from era_core.errors import ParamsError
-from era_core.params import SCHEMAS, validate
+from era_core.identical_texts import mapped_cosine
+from era_core.paper.pool import EmbeddingPool
+from era_core.setup import load_units
+from conftest import smoke_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -19,11 +21,11 @@ def test_exact_map_reaches_cosine_one_on_any_vectors():
     x = rng.normal(size=(200, 48)).astype(np.float32)
     for k in (4, 16):
         a = lad.exact_map(48, k)
-        assert ex.mapped_cosine(a, x, lad.truncate(x, k)) == pytest.approx(1.0, abs=1e-6)
+        assert mapped_cosine(a, x, lad.truncate(x, k)) == pytest.approx(1.0, abs=1e-6)
         # Not a cosine that any map reaches: a random map of the same shape is far from 1.
         from era_core.adapter import LinearAdapter
 
-        assert ex.mapped_cosine(LinearAdapter(48, k), x, lad.truncate(x, k)) < 0.5
+        assert mapped_cosine(LinearAdapter(48, k), x, lad.truncate(x, k)) < 0.5
 
 
 def test_truncate_keeps_the_leading_dims_and_renormalises():
@@ -35,12 +37,10 @@ def test_truncate_keeps_the_leading_dims_and_renormalises():
 
 @pytest.fixture(scope="module")
 def ladder(tmp_path_factory):
-    p = validate("08_alignment_ladder", {k: v.default for k, v in SCHEMAS["08_alignment_ladder"].items()}
-                 | {"large_model": "minilm-l6", "progress": False, "tasks": "SymPy-API,HPO-Synonyms",
-                    "align_epochs": 3, "label_epochs": 3, "ladder_dims": "32", "ladder_sizes": "100",
-                    "train_ratios": "0.4", "seeds": "42"})
-    setup = ex.Setup.from_params({**p, "small_model": p["large_model"]})
-    return lad.Ladder(ex.EmbeddingPool(setup, ex.load_units(setup)), p, tmp_path_factory.mktemp("ladder")), p
+    cfg = smoke_config("08_alignment_ladder", label_epochs=3, ladder_dims="32", ladder_sizes="100",
+                       train_ratios="0.4", seeds="42")
+    setup = cfg.with_params(small_model=cfg.large_model).setup
+    return lad.Ladder(EmbeddingPool(setup, load_units(setup)), cfg, tmp_path_factory.mktemp("ladder")), cfg
 
 
 def test_the_exact_rung_is_exact_on_documents_and_queries_and_fitted_rungs_are_not(ladder):
@@ -69,7 +69,7 @@ def test_cells_resume_and_a_changed_lr_is_a_new_cell(ladder):
 
 def test_whole_ladder_writes_the_frame_the_report_reads(ladder, tmp_path):
     lad_, p = ladder
-    out = lad.alignment_ladder(lad_.pool.setup, {**p, "label_lr_grid": "1e-3"}, tmp_path)
+    out = lad.alignment_ladder(lad_.pool.setup, p.with_params(label_lr_grid="1e-3"), tmp_path)
     frame = report.alignment_ladder_frame(out)
     assert list(frame["rung"]) == ["n100", "all", "exact"]
     row = frame[frame["rung"] == "exact"].iloc[0]
@@ -79,6 +79,6 @@ def test_whole_ladder_writes_the_frame_the_report_reads(ladder, tmp_path):
     assert set(sel) == {"era", "small_adapter", "fused"} and all(s["chosen"] == 1e-3 for s in sel.values())
     assert (tmp_path / lad.RESULTS_FILE).is_file()
     with pytest.raises(ParamsError, match="small_model = large_model"):
-        lad.alignment_ladder(ex.Setup.from_params({**p, "small_model": "minilm-l3-onnx"}), p, tmp_path)
+        lad.alignment_ladder(p.with_params(small_model="minilm-l3-onnx").setup, p, tmp_path)
     with pytest.raises(ParamsError, match="ladder_dims"):
-        lad.parse_ladder({**p, "ladder_dims": "384"}, 384)
+        lad.parse_ladder(p.with_params(ladder_dims="384"), 384)

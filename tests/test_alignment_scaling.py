@@ -5,23 +5,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from era_core import alignment_scaling as sc
-from era_core import experiments as ex
-from era_core import report
+from era_core.paper import scaling as sc
+from era_core.paper import report
 from era_core.errors import EraError, ParamsError
 from era_core.io import read_json, write_json
-from era_core.params import SCHEMAS, validate
 from era_core.splits import split_queries
+from era_core.api import score_unit
+from era_core.paper.pool import EmbeddingPool
+from era_core.setup import load_units
+from era_core.splits import test_qids as held_out_qids  # aliased: pytest would collect a test_* name
 
-LARGE, SMALL = "minilm-l6", "minilm-l3-onnx"  # the smoke pair (cached embeddings)
+from conftest import smoke_config
 
 
 def _params(**over):
-    base = {k: v.default for k, v in SCHEMAS["02_alignment"].items()}
-    return validate("02_alignment", base | {"large_model": LARGE, "small_model": SMALL, "progress": False,
-                                            "tasks": "SymPy-API,HPO-Synonyms", "align_epochs": 2,
-                                            "label_epochs": 3, "align_sources": "task_docs,train_queries",
-                                            "align_sizes": "100,5000", "scaling_inits": "ridge"} | over)
+    return smoke_config("02_alignment", **{"align_epochs": 2, "label_epochs": 3,
+                                           "align_sources": "task_docs,train_queries", "align_sizes": "100,5000",
+                                           "scaling_inits": "ridge", **over})
 
 
 @pytest.fixture
@@ -35,15 +35,15 @@ def counted(monkeypatch):
         return wrapped
 
     monkeypatch.setattr(sc, "train_alignment", count("phase1", sc.train_alignment))
-    monkeypatch.setattr(sc, "train_era", count("phase2", sc.train_era))
+    monkeypatch.setattr(sc.api, "fit", count("phase2", sc.api.fit))
     return calls
 
 
 def test_study_writes_one_summary_per_cell_and_a_second_call_trains_nothing(tmp_path, counted, one_torch_thread):
     p = _params()
-    setup = ex.Setup.from_params(p)
+    setup = p.setup
     out = sc.alignment_scaling(setup, p, tmp_path)
-    units = ex.load_units(setup)
+    units = load_units(setup)
     n_docs = sum(len(u.corpus) for u in units)  # 800: both corpora are below 1000 docs
     n_train_q = sum(len(split_queries(u.labelled_qids(), 0.4, 0.1, 0.5, seed=42)[0]) for u in units)
     # Sizes past a source's size collapse onto it: task_docs {100, 800}, train_queries {100, all train queries}.
@@ -63,30 +63,30 @@ def test_study_writes_one_summary_per_cell_and_a_second_call_trains_nothing(tmp_
     assert again["cells"] == out["cells"] and (tmp_path / sc.RESULTS_FILE).read_bytes() == first
 
     # A changed input reruns its cells: the key hashes the parameters.
-    sc.alignment_scaling(setup, {**p, "label_epochs": 4}, tmp_path)
+    sc.alignment_scaling(setup, p.with_params(label_epochs=4), tmp_path)
     assert counted == {"phase1": 8, "phase2": 8}
 
 
 def test_cell_alignment_only_score_is_its_phase1_adapter_on_the_test_split(tmp_path, one_torch_thread):
-    from era_core.align_sources import holdout_split
+    from era_core.paper.sources import holdout_split
     from era_core.train import train_alignment
 
     p = _params(align_sources="task_docs", align_sizes="100")
-    setup = ex.Setup.from_params(p)
+    setup = p.setup
     cell = sc.alignment_scaling(setup, p, tmp_path)["cells"][0]
-    pool = ex.EmbeddingPool(setup, ex.load_units(setup))
-    ctx = sc.StudyContext(setup, pool, p, tmp_path, p["label_lr"])
+    pool = EmbeddingPool(setup, load_units(setup))
+    ctx = sc.StudyContext(setup, pool, p, tmp_path, p.label_lr)
     x_tr, y_tr, x_ev, y_ev = holdout_split(ctx.pairs("task_docs", 100, 42), 0.1, 42)
     res = train_alignment(x_tr, y_tr, x_ev, y_ev, sc.align_cfg_for(p, "ridge", 42, "cpu"), progress=False)
     assert cell["eval_cosine"] == pytest.approx(res.eval_cosine, abs=1e-7)
-    embs = pool.get(p["instructions"])
+    embs = pool.get(p.instructions)
     w, b = res.adapter.proj.weight.detach().numpy(), res.adapter.proj.bias.detach().numpy()
-    keep = ex.test_qids(embs, 42)
+    keep = held_out_qids(embs, 42)
     per_task = []
     for te in embs:
         z = te.q_large @ w.T + b
         z /= np.linalg.norm(z, axis=1, keepdims=True)
-        per_query = ex.score_unit(z, te.docs_small, te.qids, te.doc_ids, te.qrels)
+        per_query = score_unit(z, te.docs_small, te.qids, te.doc_ids, te.qrels)
         per_task.append(np.mean([per_query[q]["ndcg@10"] for q in keep[te.name]]))
     assert cell["methods"]["alignment_only"]["overall"] == pytest.approx(float(np.mean(per_task)), abs=1e-5)
 
@@ -102,7 +102,7 @@ def test_parse_study_drops_procrustes_for_unequal_dims_and_checks_values():
     with pytest.raises(ParamsError, match="positive"):
         sc.parse_study(_params(align_sizes="0,100"), 384, 384)
     with pytest.raises(ParamsError, match="offline benchmarks only"):
-        sc.parse_study({**p, "benchmark": "mair", "align_sources": "corpus_pool"}, 384, 384)
+        sc.parse_study(p.with_params(benchmark="mair", align_sources="corpus_pool"), 384, 384)
 
 
 def _fake_results(path, shift=0.0):

@@ -12,7 +12,7 @@ import pytest
 
 from era_core.cache import embed_texts
 from era_core.encoders import load_encoder
-from era_core.encoders.api import API_MODELS, ApiEncoder, load_api_encoder
+from era_core.encoders.openai_api import API_MODELS, ApiEncoder, load_api_encoder
 from era_core.errors import ModelUnavailableError, ParamsError
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from era_core.beir import is_folder_benchmark, list_folder_tasks, load_beir_task, load_folder_tasks
+from era_core.data.beir import is_folder_benchmark, list_folder_tasks, load_beir_task, load_folder_tasks
 from era_core.errors import DataError
 
 
@@ -77,7 +77,7 @@ def test_folder_of_beir_tasks_and_mair_folder_resolve(tmp_path):
 def test_a_folder_is_a_benchmark_everywhere_one_is_named(tmp_path):
     from era_core.data import list_tasks, load_tasks
     from era_core.errors import ParamsError
-    from era_core.params import SCHEMAS, validate
+    from era_core.paper.params import SCHEMAS, validate
 
     f = write_beir(tmp_path / "mini", [("d1", "T", "alpha"), ("d2", None, "beta")],
                    [("q1", "first?"), ("q2", "second?")], [("q1", "d1", 1), ("q2", "d2", 1)])

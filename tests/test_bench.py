@@ -1,4 +1,4 @@
-"""`make bench` (era_core.bench): quick mode writes every field, and era_core agrees with each reference.
+"""`make bench` (era_core.tools.bench): quick mode writes every field, and era_core agrees with each reference.
 
 Correctness only: no timing is asserted (the numbers of a quick run on a busy CI box mean nothing).
 """
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from era_core import paths
-from era_core.bench import encode, markdown, runner, scaling, search, sizes, targets, texts, training
-from era_core.bench import metrics as bench_metrics
+from era_core.tools.bench import encoder_speed as encode, markdown, runner, search, sizes, size_scaling as scaling, targets, texts, training
+from era_core.tools.bench import metric_speed as bench_metrics
 from era_core.errors import ParamsError
 from era_core.io import read_json
 from era_core.retrieval import topk_search
@@ -24,7 +24,7 @@ from era_core.retrieval import topk_search
 def _run_bench(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "MPLBACKEND": "Agg"}
     return subprocess.run(
-        [sys.executable, "-m", "era_core.bench", *args], cwd=paths.ROOT, env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "era_core.tools.bench", *args], cwd=paths.ROOT, env=env, capture_output=True, text=True,
         timeout=600,
     )
 
@@ -235,7 +235,6 @@ def test_cpu_bf16_probe_agrees_with_proc_cpuinfo():
 # dtype="auto" per registry model: (CPU with native bf16, CPU without, CUDA).
 AUTO_DTYPES = {
     "minilm-l6": ("bfloat16", "float32", "float32"),
-    "mpnet-base": ("bfloat16", "float32", "float32"),
     "minilm-l3-onnx": ("float32", "float32", "float32"),  # ONNX has no bf16 path
     "embeddinggemma-300m": ("bfloat16", "float32", "bfloat16"),
     "potion-base-8m": ("float32", "float32", "float32"),  # static embeddings: no matmuls to speed up
@@ -263,7 +262,7 @@ def test_loglog_slope_recovers_a_power_law():
     assert scaling.loglog_slope(n, [2.0 * x**1.5 for x in n]) == pytest.approx(1.5)
 
 
-# ----------------------------------------------------------------------------- encode sections on fakes (issue 17)
+# ----------------------------------------------------------------------------- encode sections on fakes
 
 GEMMA_DOC, GEMMA_QUERY = "title: none | text: ", "task: search result | query: "
 

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from era_core.cli import main
+from era_core.paths import ROOT
+from era_core.tools.cli import main
 from era_core.io import read_json
 
 WORDS = ["apple", "river", "engine", "violin", "planet", "garden", "castle", "pepper", "rocket", "forest",
@@ -29,8 +30,8 @@ def tiny(tmp_path_factory):
 
 
 def test_every_subcommand_has_help(capsys):
-    for cmd in (["--help"], ["train", "--help"], ["eval", "--help"], ["export", "--help"], ["encode", "--help"],
-                ["plan", "--help"]):
+    for cmd in (["--help"], ["train", "--help"], ["eval", "--help"], ["export", "--help"], ["params", "--help"],
+                ["encode", "--help"], ["plan", "--help"]):
         with pytest.raises(SystemExit) as exc:
             main(cmd)
         assert exc.value.code == 0
@@ -52,7 +53,7 @@ def test_train_eval_export_on_a_tiny_folder(tiny, tmp_path, capsys, one_torch_th
     out = tmp_path / "res"
     assert main(["train", "--data", str(tiny), "--query-model", "minilm-l6", "--doc-model", "minilm-l3-onnx",
                  "--train-ratio", "0.4", "--align-epochs", "2", "--label-epochs", "2", "--out", str(out)]) == 0
-    run = out / "runs" / "own" / "era__native__train0.4__seed42"
+    run = out  # the run folder itself
     summary = read_json(run / "summary.json")
     assert summary["method"] == "era" and (run / "adapter.safetensors").is_file()
     lines = gzip.decompress((run / "run.trec.gz").read_bytes()).decode().splitlines()
@@ -71,3 +72,6 @@ def test_train_eval_export_on_a_tiny_folder(tiny, tmp_path, capsys, one_torch_th
     assert main(["export", str(run), "--out", str(model)]) == 0
     assert (model / "router_config.json").is_file()
     assert main(["plan", "--profile", "smoke"]) == 0
+    assert main(["params", "check", str(ROOT / "params" / "smoke" / "03_training.yaml"), "03_training"]) == 0
+    assert main(["params", "show", "03_training"]) == 0 and "label_lr: float" in capsys.readouterr().out
+    assert main(["params", "show", "07_magic"]) == 2 and "known notebooks" in capsys.readouterr().err

@@ -16,7 +16,7 @@ from era_core import data
 from era_core.data import (DOMAINS, DROP_KINDS, MAIR_TASKS, DataQualityWarning, Task, list_tasks, load_mair_task,
                             load_tasks)
 from era_core.errors import DataError, ParamsError
-from era_core.datasheet import write_datasheet
+from era_core.paper.datasheet import write_datasheet
 
 
 def _jsonl(path: Path, rows: list) -> None:

@@ -1,70 +1,94 @@
-"""docs/DESIGN.md's import rules, checked against the code's real import graph (era_core.deps)."""
+"""docs/DESIGN.md's layer rule and size limits, checked against the code's real import graph (era_core.tools.deps)."""
 
 from __future__ import annotations
 
+import ast
 import re
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
-from era_core import deps, paths
+from era_core import paths
+from era_core.tools import deps
 
 DESIGN = paths.ROOT / "docs" / "DESIGN.md"
-RULE = re.compile(r"^- `(\w+)` never imports (.+)$")
 NOTEBOOKS = sorted((paths.ROOT / "notebooks").glob("*.ipynb"))
+PACKAGE = deps.PACKAGE_DIR
+#: The layers, top down; a module's layer is the first whose folder holds it ("method": everything else).
+LAYERS = {"tools": PACKAGE / "tools", "paper": PACKAGE / "paper"}
+MAX_MODULE_LINES = 600
+MAX_FUNCTION_LINES = 60
 
 
-def _rules() -> list[tuple[str, list[str]]]:
-    text = DESIGN.read_text(encoding="utf-8")
-    section = text.split("## Import rules", 1)[1].split("\n## ", 1)[0]
-    rules = [(m.group(1), re.findall(r"`(\w+)`", m.group(2))) for m in map(RULE.match, section.splitlines()) if m]
-    assert len(rules) >= 10, "DESIGN.md's import rules were not found; the test would check nothing"
-    return rules
+def layer_of(f: Path) -> str:
+    """``tools``, ``paper`` or ``method`` for a source file of era_core."""
+    return next((name for name, folder in LAYERS.items() if folder in f.resolve().parents), "method")
 
 
-def _files_of(module: str) -> set[Path]:
-    base = deps.PACKAGE_DIR / module
-    if base.is_dir():
-        return set(base.rglob("*.py"))
-    assert base.with_suffix(".py").exists(), f"DESIGN.md names a module era_core.{module} that does not exist"
-    return {base.with_suffix(".py")}
+def _sources() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
 
 
-def _reach(module: str) -> set[Path]:
-    return deps.closure({f"era_core.{module}"})
+def _layer_rule() -> dict[str, set[str]]:
+    """DESIGN.md's rule, read from its "## Layer rule" list: ``{layer: layers it never imports}``."""
+    section = DESIGN.read_text(encoding="utf-8").split("## Layer rule", 1)[1].split("\n## ", 1)[0]
+    rule = {m.group(1): set(re.findall(r"`(\w+)`", m.group(2)))
+            for m in map(re.compile(r"^- `(\w+)` never imports (.+)$").match, section.splitlines()) if m}
+    assert rule == {"method": {"paper", "tools"}, "paper": {"tools"}}, rule
+    return rule
 
 
-@pytest.mark.parametrize("module,forbidden", _rules(), ids=lambda v: v if isinstance(v, str) else ",".join(v))
-def test_design_import_rules_hold(module, forbidden):
-    reached = _reach(module)
-    broken = [b for b in forbidden if reached & _files_of(b)]
-    assert not broken, f"era_core.{module} imports (directly or through others) {broken}, which DESIGN.md forbids"
+def breaches(graph: dict[str, set[str]] | None = None) -> list[str]:
+    """Every ``a -> b`` import (lazy ones included) that the layer rule forbids."""
+    graph = deps.module_graph() if graph is None else graph
+    rule = _layer_rule()
+    out = []
+    for module, targets in graph.items():
+        src = deps._module_file(module)
+        for target in targets:
+            if layer_of(deps._module_file(target)) in rule.get(layer_of(src), set()):
+                out.append(f"{module} -> {target}")
+    return sorted(out)
 
 
-def test_the_walker_sees_every_kind_of_import(tmp_path):
+def test_no_module_imports_a_layer_above_its_own():
+    assert breaches() == []
+
+
+def test_a_planted_upward_import_is_caught():
+    # Guard against a checker that passes whatever the code does.
+    graph = deps.module_graph()
+    graph["era_core.splits"] = graph["era_core.splits"] | {"era_core.paper.runs"}
+    graph["era_core.paper.report.tables"] = graph["era_core.paper.report.tables"] | {"era_core.tools.cli"}
+    assert breaches(graph) == ["era_core.paper.report.tables -> era_core.tools.cli", "era_core.splits -> era_core.paper.runs"]
+
+
+def test_the_package_face_imports_only_the_api():
+    init = (PACKAGE / "__init__.py").read_text(encoding="utf-8")
+    assert deps.imported_modules(init) - {"era_core"} == {"era_core.api"}
+    import era_core
+    from era_core import api
+
+    for name in era_core.__all__:
+        assert getattr(era_core, name) is getattr(api, name)
+
+
+def test_the_walker_sees_every_kind_of_import():
     source = (
         "import era_core.train\n"
-        "from era_core import stats, paths\n"
+        "from era_core import splits, paths\n"
         "from era_core.io import write_json\n"
-        "def later():\n    from era_core.report import main_table\n"
+        "def later():\n    from era_core.paper.report import main_table\n"
         "import numpy\n"
     )
-    assert deps.imported_modules(source) == {"era_core.train", "era_core", "era_core.stats", "era_core.paths",
-                                             "era_core.io", "era_core.report"}
-    assert "era_core.report" not in deps.imported_modules(source, top_level=True)
+    assert deps.imported_modules(source) == {"era_core.train", "era_core", "era_core.splits", "era_core.paths",
+                                             "era_core.io", "era_core.paper.report"}
+    assert "era_core.paper.report" not in deps.imported_modules(source, top_level=True)
     # relative imports resolve against the importing module's package
-    assert deps.imported_modules("from .errors import DataError", "era_core.data") == {"era_core.errors"}
-    assert deps.imported_modules("from ..errors import DataError", "era_core.offline.common") == {"era_core.errors"}
-    assert deps.imported_modules("from .common import x", "era_core.offline") == {"era_core.offline.common"}
-
-
-def test_a_rule_breach_is_caught(monkeypatch):
-    # Guard against a checker that passes whatever the code does: add a forbidden arrow and expect it seen.
-    graph = deps.module_graph()
-    # report is a package: the planted arrow goes on one of its modules, inside a function (lazy).
-    graph["era_core.report.tables"] = graph["era_core.report.tables"] | {"era_core.encoders"}
-    assert _files_of("encoders") <= deps.closure({"era_core.report"}, graph)
-    assert not (_files_of("encoders") & deps.closure({"era_core.report"}))
+    assert deps.imported_modules("from .errors import DataError", "era_core.splits") == {"era_core.errors"}
+    assert deps.imported_modules("from ..errors import DataError", "era_core.data.tasks") == {"era_core.errors"}
+    assert deps.imported_modules("from .common import x", "era_core.data.offline") == {"era_core.data.offline.common"}
 
 
 def test_no_import_time_cycle():
@@ -84,27 +108,54 @@ def test_no_import_time_cycle():
             visit(m, [m])
 
 
-def test_tools_are_outside_every_notebook_and_figures_only_read_results():
-    tools = set().union(*map(_files_of, ("bench", "plan", "readme", "deps", "gpu_check", "tolerance", "cli")))
-    assert len(NOTEBOOKS) >= 8
+def test_modules_and_functions_stay_small():
+    big, long = [], []
+    for f in _sources():
+        text = f.read_text(encoding="utf-8")
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            big.append(f"{f.relative_to(PACKAGE)}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    long.append(f"{f.relative_to(PACKAGE)}:{node.lineno} {node.name}: {n} lines")
+    assert not big and not long, big + long
+
+
+def test_no_two_modules_share_a_name():
+    seen = defaultdict(list)
+    for f in _sources():
+        if f.name == "__main__.py":
+            continue  # the name Python requires of every runnable package
+        seen[f.parent.name if f.name == "__init__.py" else f.stem].append(str(f.relative_to(PACKAGE)))
+    assert {name: files for name, files in seen.items() if len(files) > 1} == {}
+
+
+def test_notebooks_never_run_a_tool_and_figures_only_read_results():
+    tools = {f for f in _sources() if layer_of(f) == "tools"}
+    assert len(NOTEBOOKS) >= 9
     for nb in NOTEBOOKS:
         used = set(deps.notebook_deps(nb))
         assert used, f"{nb.name}: no era_core import found; the walker is broken"
         assert not used & tools, f"{nb.name} runs {sorted(p.name for p in used & tools)}"
     figures = set(deps.notebook_deps(paths.ROOT / "notebooks" / "06_figures.ipynb"))
-    heavy = set().union(*map(_files_of, ("experiments", "train", "cache", "adapter")))
-    assert _files_of("report") <= figures and not figures & heavy
+    report = set((PACKAGE / "paper" / "report").rglob("*.py"))
+    heavy = {f for f in _sources() if f.relative_to(PACKAGE).parts[0] in ("train", "cache")}
+    heavy |= {PACKAGE / "paper" / f"{m}.py" for m in ("runs", "protocols", "pool", "selection")}
+    assert report <= figures and not figures & heavy, sorted(str(p) for p in figures & heavy)
 
 
-def test_makefile_rules_name_each_executed_notebook(tmp_path):
+@pytest.mark.parametrize("notebook", ["03_training", "06_figures"])
+def test_make_rules_follow_each_notebooks_imports(tmp_path, notebook):
     out = tmp_path / "deps.mk"
     assert deps.main(["--makefile", str(out), "--exe", "results/executed"]) == 0
     lines = out.read_text().splitlines()[1:]
-    targets = {ln.split(":", 1)[0] for ln in lines}
-    assert targets == {f"results/executed/{nb.stem}.ipynb" for nb in NOTEBOOKS}
-    train_line = next(ln for ln in lines if ln.startswith("results/executed/03_training.ipynb:"))
-    assert "era_core/train/label.py" in train_line and "era_core/experiments/jobs.py" in train_line
-    assert "era_core/bench/" not in train_line and "era_core/readme/" not in train_line
+    assert {ln.split(":", 1)[0] for ln in lines} == {f"results/executed/{nb.stem}.ipynb" for nb in NOTEBOOKS}
+    line = next(ln for ln in lines if ln.startswith(f"results/executed/{notebook}.ipynb:"))
+    trains = notebook == "03_training"
+    assert ("era_core/train/label.py" in line) is trains and ("era_core/paper/runs.py" in line) is trains
+    assert "era_core/paper/report/make.py" in line
+    assert "era_core/tools/" not in line
     mtime = out.stat().st_mtime_ns
     deps.main(["--makefile", str(out), "--exe", "results/executed"])
     assert out.stat().st_mtime_ns == mtime  # unchanged rules keep their mtime: make restarts for nothing else

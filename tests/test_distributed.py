@@ -12,12 +12,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 
-from era_core import encode
+from era_core.tools import encode
 from era_core.cache import embed_texts, entry_dir, plan_entry
 from era_core.data import load_tasks
 from era_core.encoders import load_encoder
 from era_core.errors import ParamsError
-from era_core.experiments import query_inputs
+from era_core.vectors import query_inputs
 
 ROOT = Path(__file__).resolve().parent.parent
 TASK, MODEL, SHARD = "HPO-Synonyms", "minilm-l3-onnx", 16
@@ -25,7 +25,7 @@ TASK, MODEL, SHARD = "HPO-Synonyms", "minilm-l3-onnx", 16
 
 def torchrun(cache: Path, report: Path, *extra: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "era_core.encode", "--model", MODEL, "--benchmark", "offline-smoke", "--tasks", TASK,
+           "-m", "era_core.tools.encode", "--model", MODEL, "--benchmark", "offline-smoke", "--tasks", TASK,
            "--role", "query", "--instructions", "forced", "--shard-size", str(SHARD), "--batch-size", "32",
            "--device", "auto", "--threads", "1", "--cache-dir", str(cache), "--report-dir", str(report),
            "--no-progress", *extra]

@@ -12,9 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from era_core import paths
-from era_core.encoders import INSTRUCT_TEMPLATE, REGISTRY, format_queries, load_encoder, precision, weights
-from era_core.encoders.fingerprints import file_sha256
+from era_core.encoders import INSTRUCT_TEMPLATE, REGISTRY, format_queries, load_encoder, precision
 from era_core.encoders.pooling import pool
 from era_core.encoders.spec import BACKENDS, POOLINGS
 from era_core.encoders.st_modules import read_st_pooling
@@ -50,7 +48,7 @@ def bundled(request, minilm, onnx_minilm):
 
 
 def test_registry_has_required_models():
-    assert {"minilm-l6", "mpnet-base", "minilm-l3-onnx", "qwen3-8b", "qwen3-0.6b", "bge-m3"} <= set(REGISTRY)
+    assert {"minilm-l6", "minilm-l3-onnx", "qwen3-8b", "qwen3-0.6b", "bge-m3"} <= set(REGISTRY)
     assert REGISTRY["qwen3-8b"].pooling == "last" and REGISTRY["qwen3-8b"].dim == 4096
     assert REGISTRY["qwen3-8b"].cuda_dtype == "bfloat16"
     assert REGISTRY["bge-m3"].pooling == "cls" and REGISTRY["bge-m3"].dim == 1024
@@ -299,32 +297,6 @@ def test_onnx_mean_pooling_matches_models_own_sentence_output(onnx_minilm):
     np.testing.assert_allclose(ours, own, atol=1e-5)
 
 
-# ----------------------------------------------------------------------------- mpnet (split zip)
-
-
-def test_mpnet_unpacked_once_and_768_dims():
-    enc = load_encoder("mpnet-base", threads=2, progress=False)
-    assert enc.location == paths.MODEL_CACHE / "all-mpnet-base-v2"
-    assert (enc.location / ".era-unpacked.json").is_file()
-    assert file_sha256(enc.location / "model.safetensors") == weights.MPNET_WEIGHTS_SHA256
-    assert load_encoder("mpnet-base", progress=False).location == enc.location  # no second unpack
-    vecs = enc.encode(SENTENCES[:3], progress=False)
-    assert vecs.shape == (3, 768)  # the "different dimension" model next to the 384-d MiniLMs
-    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
-    sims = vecs @ vecs.T
-    assert sims[0, 1] > sims[0, 2] + 0.3
-
-
-def test_mpnet_checksum_mismatch_is_clear_and_leaves_nothing(tmp_path, monkeypatch):
-    monkeypatch.setattr(paths, "MODEL_CACHE", tmp_path / "models")
-    monkeypatch.setattr(weights, "MPNET_ZIP_SHA256", "0" * 64)
-    with pytest.raises(ModelUnavailableError, match="SHA-256") as info:
-        load_encoder("mpnet-base", progress=False)
-    assert "--force-reinstall" in str(info.value)
-    assert not (tmp_path / "models" / "all-mpnet-base-v2").exists()
-    assert [p.name for p in (tmp_path / "models").iterdir() if not p.name.endswith(".lock")] == []
-
-
 # ----------------------------------------------------------------------------- cache-key stability
 
 #: cache_fields() of the bundled models as recorded before EmbeddingGemma/potion were added: other
@@ -358,20 +330,6 @@ PINNED_CACHE_FIELDS = {
         "pooling": "mean",
         "query_template": "Instruct: {instruction}\nQuery: {query}"
     },
-    "mpnet-base": {
-        "attention": "default",
-        "backend": "transformers",
-        "dim": 768,
-        "dtype": "float32",
-        "encoder_version": 1,
-        "fingerprint": "c93eddb4a88abf340d45ab17e922e9be1deb2549b8559ab5d6755160a1119853",
-        "hub_id": "sentence-transformers/all-mpnet-base-v2",
-        "max_length": 384,
-        "model": "mpnet-base",
-        "normalize": "l2",
-        "pooling": "mean",
-        "query_template": "Instruct: {instruction}\nQuery: {query}"
-    }
 }
 
 
@@ -393,7 +351,6 @@ def test_new_models_are_registered():
     assert gemma.query_prefix == "task: search result | query: " and gemma.document_prefix == "title: none | text: "
     assert gemma.forbidden_dtypes == ("float16",) and gemma.matryoshka_dims == (512, 256, 128)
     assert (potion.dim, potion.backend, potion.bundle) == (256, "static", "potion-base-8m")
-    assert "mpnet-base" in REGISTRY
 
 
 def test_format_queries_puts_the_prefix_in_front():
@@ -419,7 +376,7 @@ def _reached(graph: dict[str, set[str]], start: str) -> set[str]:
 
 
 def test_backends_do_not_import_each_other_and_spec_imports_only_errors_and_the_policy():
-    from era_core import deps
+    from era_core.tools import deps
 
     graph = deps.module_graph()  # every import, also those inside functions
     names = {b: f"era_core.encoders.{b}" for b in BACKEND_MODULES}

@@ -5,11 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from era_core import experiments as ex
+from conftest import LARGE, SMALL, smoke_config
+from era_core.api import apply_and_score
 from era_core.cache import embed_texts
+from era_core.identical_texts import alignment_pairs
 from era_core.io import read_json
-from era_core.params import SCHEMAS, validate
+from era_core.metrics import summarise
+from era_core.paper import runs as runs_module
+from era_core.paper.protocols import random_adapter_baseline, sweep, sweep_cells
+from era_core.paper.runs import Run, run_dir, run_job, split_timing
+from era_core.setup import get_encoder
 from era_core.splits import split_queries
+from era_core.splits import test_qids as held_out_qids  # aliased: pytest would collect a test_* name
 
 
 def _rows(*pairs):
@@ -29,7 +36,7 @@ UNIT_DOMAIN = {"A": "code", "B/s1": "web", "B/s2": "web", "C": "web", "D": "medi
 
 
 def test_summarise_task_domain_and_overall_means_by_hand():
-    s = ex.summarise(PER_QUERY, UNIT_DOMAIN)
+    s = summarise(PER_QUERY, UNIT_DOMAIN)
     approx = lambda v: pytest.approx(v, abs=1e-15)  # noqa: E731
     assert s["per_task"] == {"A": approx({"mrr": 0.75, "ndcg@10": 0.5}), "B": approx({"mrr": 1.75 / 3, "ndcg@10": 0.4}),
                              "C": approx({"mrr": 0.2, "ndcg@10": 0.1})}
@@ -48,19 +55,19 @@ def test_summarise_task_domain_and_overall_means_by_hand():
 def test_summarise_keeps_only_the_listed_queries():
     # A keeps q2 (an unknown id is ignored), B keeps s2's two queries only, C and D are not listed: dropped.
     keep = {"A": ["q2", "q-unknown"], "B/s1": [], "B/s2": ["q2", "q1"]}
-    s = ex.summarise(PER_QUERY, UNIT_DOMAIN, keep)
+    s = summarise(PER_QUERY, UNIT_DOMAIN, keep)
     approx = lambda v: pytest.approx(v, abs=1e-15)  # noqa: E731
     assert s["per_task"] == {"A": approx({"mrr": 0.5, "ndcg@10": 0.0}), "B": approx({"mrr": 0.375, "ndcg@10": 0.15})}
     assert s["n_queries"] == {"A": 1, "B": 2}
     assert s["per_domain"] == {"code": approx({"mrr": 0.5, "ndcg@10": 0.0}), "web": approx({"mrr": 0.375, "ndcg@10": 0.15})}
     assert s["overall"] == approx({"mrr": 0.4375, "ndcg@10": 0.075})
     assert s["overall_query_weighted"] == approx({"mrr": 1.25 / 3, "ndcg@10": 0.1})
-    nothing = ex.summarise(PER_QUERY, UNIT_DOMAIN, {})
+    nothing = summarise(PER_QUERY, UNIT_DOMAIN, {})
     assert nothing["per_task"] == {} and nothing["overall"] == {} and nothing["overall_query_weighted"] == {}
 
 
 def test_split_timing_moves_every_elapsed_field():
-    clean, timings = ex.split_timing({"a": 1, "elapsed_sec": 3.0, "x": [{"total_elapsed_sec": 2, "k": 1}]})
+    clean, timings = split_timing({"a": 1, "elapsed_sec": 3.0, "x": [{"total_elapsed_sec": 2, "k": 1}]})
     assert clean == {"a": 1, "x": [{"k": 1}]}
     assert timings == {"elapsed_sec": 3.0, "x.0.total_elapsed_sec": 2}
 
@@ -72,21 +79,9 @@ class _Unit:
 
 def test_test_split_is_the_reference_split_for_every_ratio():
     qids = [f"q{i}" for i in range(37)]
-    got = ex.test_qids([_Unit("t", qids)], seed=7)["t"]
+    got = held_out_qids([_Unit("t", qids)], seed=7)["t"]
     for r in (0.05, 0.1, 0.2, 0.4):
         assert got == split_queries(qids, r, 0.1, 0.5, seed=7)[2]
-
-
-LARGE, SMALL = "minilm-l6", "minilm-l3-onnx"  # the smoke profile's pair: a swapped pairing changes every vector
-
-
-@pytest.fixture(scope="module")
-def smoke_pool():
-    p = validate("03_training", {k: v.default for k, v in SCHEMAS["03_training"].items()}
-                 | {"large_model": LARGE, "small_model": SMALL, "progress": False,
-                    "align_epochs": 3, "label_epochs": 6, "tasks": "HPO-Synonyms,SymPy-API"})
-    setup = ex.Setup.from_params(p)
-    return ex.EmbeddingPool(setup, ex.load_units(setup)), p
 
 
 @pytest.fixture(scope="module")
@@ -95,9 +90,9 @@ def direct_vectors(smoke_pool):
     encoded here without the cache: rows ``0, 5, 10, ...``."""
     from era_core.encoders import load_encoder
 
-    pool, p = smoke_pool
-    large = load_encoder(LARGE, dtype=p["dtype"], max_length=p["max_length"], progress=False)
-    small = load_encoder(SMALL, dtype=p["dtype"], max_length=p["max_length"], progress=False)
+    pool, cfg = smoke_pool
+    large = load_encoder(LARGE, dtype=cfg.dtype, max_length=cfg.max_length, progress=False)
+    small = load_encoder(SMALL, dtype=cfg.dtype, max_length=cfg.max_length, progress=False)
     out = {}
     for unit in pool.units:
         qids = unit.labelled_qids()[::SAMPLE]
@@ -139,17 +134,17 @@ def test_era_run_scores_large_queries_through_the_adapter_against_small_document
     # The pool's vectors are the two models' (test above); here the run must pair them the right way round.
     from safetensors import safe_open
 
-    pool, p = smoke_pool
-    summary = ex.run_job("in_domain", "era", seed=42, train_ratio=0.2, instructions="forced",
-                         train_names=[u.name for u in pool.units], pool=pool, p=p, results=tmp_path)
-    path = ex.run_dir(tmp_path, "in_domain", "era__forced__train0.2__seed42") / "adapter.safetensors"
+    pool, cfg = smoke_pool
+    names = tuple(u.name for u in pool.units)
+    summary = run_job(Run("in_domain", "era", 42, 0.2, "forced", names), pool, cfg, tmp_path)
+    path = run_dir(tmp_path, "in_domain", "era__forced__train0.2__seed42") / "adapter.safetensors"
     with safe_open(str(path), framework="np") as f:
         meta, weight, bias = f.metadata(), f.get_tensor("proj.weight"), f.get_tensor("proj.bias")
     assert (meta["large_model"], meta["small_model"], meta["query_side"]) == (LARGE, SMALL, "large")
     swapped_gap = 0.0
     for te in pool.get("forced"):
         assert weight.shape == (te.docs_small.shape[1], te.q_large.shape[1])  # maps large -> small
-        test = split_queries(te.qids, 0.2, p["val_ratio"], p["eval_ratio"], seed=42)[2]
+        test = split_queries(te.qids, 0.2, cfg.val_ratio, cfg.eval_ratio, seed=42)[2]
         rows = [te.qids.index(q) for q in test]
         expected = _ndcg10_by_hand(te.q_large[rows], te.docs_small, weight, bias, test, te.doc_ids, te.qrels)
         assert summary["scopes"]["test"]["per_task"][te.name]["ndcg@10"] == pytest.approx(expected, abs=1e-6)
@@ -161,36 +156,36 @@ def test_era_run_scores_large_queries_through_the_adapter_against_small_document
 def test_failed_training_writes_nothing(smoke_pool, tmp_path, monkeypatch):
     from era_core.errors import TrainingError
 
-    pool, p = smoke_pool
+    pool, cfg = smoke_pool
 
     def diverge(*a, **k):
         raise TrainingError("label phase: loss is nan at epoch 1, step 1")
 
-    monkeypatch.setattr(ex.jobs, "train_method", diverge)
+    monkeypatch.setattr(runs_module, "train_method", diverge)
     with pytest.raises(TrainingError):
-        ex.run_job("in_domain", "label_only", seed=1, train_ratio=0.1, instructions="forced",
-                   train_names=[u.name for u in pool.units], pool=pool, p=p, results=tmp_path)
+        run_job(Run("in_domain", "label_only", 1, 0.1, "forced", tuple(u.name for u in pool.units)), pool, cfg,
+                tmp_path)
     assert not list(tmp_path.rglob("summary.json")) and not list(tmp_path.rglob("*.safetensors"))
 
 
 def test_alignment_reuses_the_large_models_corpus_cache(smoke_pool):
     pool, _ = smoke_pool
     unit = pool.units[0]
-    enc = ex.get_encoder(pool.setup.large_model, pool.setup)
+    enc = get_encoder(pool.setup.large_model, pool.setup)
     full = embed_texts(enc, list(unit.corpus.values()), role="document", progress=False)
-    x, y, xe, ye = ex.alignment_pairs([unit], pool.setup, samples_per_task=50, eval_ratio=0.1, seed=42)
+    x, y, xe, ye = alignment_pairs([unit], pool.setup, samples_per_task=50, eval_ratio=0.1, seed=42)
     stacked = np.concatenate([x, xe])
     assert all(np.isclose(np.abs(full @ row).max(), 1.0, atol=1e-5) for row in stacked)
 
 
 def test_random_adapter_floor_is_far_below_zero_shot(smoke_pool):
-    pool, p = smoke_pool
-    floor = ex.random_adapter_baseline(pool, {**p, "seeds": "1,2", "instruction_settings": "forced"})
+    pool, cfg = smoke_pool
+    floor = random_adapter_baseline(pool, cfg.with_params(seeds="1,2", instruction_settings="forced"))
     assert [r["seed"] for r in floor] == [1, 2]
     embs = pool.get("forced")
     unit_domain = {u.name: u.domain for u in pool.units}
-    zero = ex.summarise(ex.apply_and_score(None, embs, query_side="small", unit_domain=unit_domain),
-                        unit_domain, ex.test_qids(embs, 1))
+    zero = summarise(apply_and_score(None, embs, query_side="small", unit_domain=unit_domain),
+                        unit_domain, held_out_qids(embs, 1))
     assert floor[0]["scopes"]["test"]["overall"]["ndcg@10"] < 0.5 * zero["overall"]["ndcg@10"]
 
 
@@ -198,23 +193,23 @@ def test_random_adapter_floor_is_far_below_zero_shot(smoke_pool):
 
 
 def test_sweep_cells_headline_then_stress_test_then_remined_variants():
-    p = {"instruction_settings": "native,forced", "methods": "era,alignment_only,small_adapter",
-         "train_ratios": "0.1,0.4", "stress_ratios": "0.4", "remine_ratios": "0.4"}
-    cells = ex.protocols.sweep_cells(p)
+    cfg = smoke_config(instruction_settings="native,forced", methods="era,alignment_only,small_adapter",
+                       train_ratios="0.1,0.4", stress_ratios="0.4", remine_ratios="0.4")
+    cells = sweep_cells(cfg)
     assert [c for c in cells if c[0] == "forced"] == [("forced", 0.4, m) for m in ("era", "alignment_only", "small_adapter")]
     assert [c for c in cells if c[0] == "native" and c[1] == 0.1] == [("native", 0.1, m) for m in
                                                                        ("era", "alignment_only", "small_adapter")]
     remined = [c for c in cells if c[2].endswith("+remine")]
     # Only Phase 2 methods have a re-mined variant, and only in the headline setting at remine_ratios.
     assert remined == [("native", 0.4, "era+remine"), ("native", 0.4, "small_adapter+remine")]
-    assert ex.protocols.sweep_cells({**p, "stress_ratios": "", "remine_ratios": ""}).count(("forced", 0.1, "era")) == 1
+    assert sweep_cells(cfg.with_params(stress_ratios="", remine_ratios="")).count(("forced", 0.1, "era")) == 1
 
 
 def test_lr_is_selected_per_instruction_setting_and_recorded_in_every_run(smoke_pool, tmp_path):
-    pool, p = smoke_pool
-    q = {**p, "methods": "small_adapter", "train_ratios": "0.2", "seeds": "42", "label_lr_grid": "1e-3,3e-2",
-         "instruction_settings": "native,forced", "stress_ratios": "", "remine_ratios": "0.2"}
-    runs = ex.sweep(pool, q, tmp_path)
+    pool, cfg = smoke_pool
+    q = cfg.with_params(methods="small_adapter", train_ratios="0.2", seeds="42", label_lr_grid="1e-3,3e-2",
+                        instruction_settings="native,forced", stress_ratios="", remine_ratios="0.2")
+    runs = sweep(pool, q, tmp_path)
     assert sorted((r["method"], r["instructions"]) for r in runs) == [
         ("small_adapter", "forced"), ("small_adapter", "native"), ("small_adapter+remine", "native")]
     by = {(r["method"], r["instructions"]): r["label_lr_selection"] for r in runs}
@@ -228,6 +223,6 @@ def test_lr_is_selected_per_instruction_setting_and_recorded_in_every_run(smoke_
     assert by[("small_adapter", "native")]["grid"] != by[("small_adapter", "forced")]["grid"]
     # The re-mined variant reuses its base method's choice.
     assert by[("small_adapter+remine", "native")] == by[("small_adapter", "native")]
-    meta = read_json(ex.run_dir(tmp_path, "in_domain", "small_adapter+remine__native__train0.2__seed42") / "era_meta.json")
+    meta = read_json(run_dir(tmp_path, "in_domain", "small_adapter+remine__native__train0.2__seed42") / "era_meta.json")
     assert meta["config"]["params"]["label_lr"] == by[("small_adapter", "native")]["chosen"]
     assert meta["remine_result"][0]["round"] == 1

@@ -12,7 +12,8 @@ import yaml
 from era_core.adapter import AdaptedQueryEncoder, FusedAdapter, LinearAdapter
 from era_core.cache import embed_texts
 from era_core.encoders import load_encoder
-from era_core.export import ExportError, ExportSource, export_sentence_transformers
+from era_core.adapter.trained import TrainedAdapter
+from era_core.adapter.router import ExportError, export_sentence_transformers
 
 QUERIES = ["how do I sort a list in python", "symptoms of a rare genetic disease " * 12, "x"]
 DOCS = ["sorted(iterable, key=None) returns a new sorted list", "Marfan syndrome affects connective tissue " * 20]
@@ -25,7 +26,7 @@ def exported(tmp_path_factory):
     card = {"method": "era", "benchmark": "offline-smoke", "train_ratio": 0.4, "seed": 42, "instructions": "forced",
             "train_units": ["SymPy-API"], "test_metrics_overall": {"ndcg@10": 0.4321}}
     out = tmp_path_factory.mktemp("exp") / "model"
-    export_sentence_transformers(ExportSource(adapter, "minilm-l6", "minilm-l3-onnx", 128, card), out,
+    export_sentence_transformers(TrainedAdapter(adapter, "minilm-l6", "minilm-l3-onnx", max_length=128, card=card), out,
                                  instructions={"code": "Retrieve the code"})
     return adapter, out
 
@@ -74,7 +75,7 @@ def test_folder_layout_dense_identity_prompts_and_card(exported):
 def test_a_native_adapter_of_an_uninstructed_model_gets_no_instruction_prompts(tmp_path):
     adapter = LinearAdapter(384, 384)
     card = {"method": "era", "instructions": "native", "benchmark": "offline-smoke"}
-    src = ExportSource(adapter, "minilm-l6", "minilm-l3-onnx", 128, card)
+    src = TrainedAdapter(adapter, "minilm-l6", "minilm-l3-onnx", max_length=128, card=card)
     with pytest.raises(ExportError, match="bare queries"):
         export_sentence_transformers(src, tmp_path / "m", instructions={"code": "Retrieve the code"})
     out = export_sentence_transformers(src, tmp_path / "m")
@@ -88,6 +89,6 @@ def test_fused_and_mismatched_adapters_are_refused(tmp_path):
         export_sentence_transformers(FusedAdapter.control_init(384, 384), tmp_path / "f",
                                      query_model="minilm-l6", doc_model="minilm-l3-onnx")
     with pytest.raises(ExportError, match="768"):
-        export_sentence_transformers(LinearAdapter(384, 384), tmp_path / "m", query_model="mpnet-base",
+        export_sentence_transformers(LinearAdapter(384, 384), tmp_path / "m", query_model="embeddinggemma-300m",
                                      doc_model="minilm-l3-onnx")
     assert not (tmp_path / "f").exists() and not (tmp_path / "m").exists()

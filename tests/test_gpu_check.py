@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from era_core import gpu_check
+from era_core.tools import gpu_check
 
 
 def test_no_cuda_exits_2_with_a_clear_message(monkeypatch, capsys):

@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from era_core import experiments as ex
 from era_core.cache import embed_texts
 from era_core.encoders import REGISTRY, format_queries
-from era_core.encoders.api import API_MODELS
+from era_core.encoders.openai_api import API_MODELS
 from era_core.errors import ParamsError
 from era_core.instructions import INSTRUCTION_SETTINGS, query_instructions
-from era_core.params import SCHEMAS, validate
+from era_core.paper.params import validate
+from era_core.vectors import embed_queries, query_inputs
+from era_core.setup import get_encoder
 
 QUERIES = ["what is a lemma", "sort a list"]
 INSTR = ["Retrieve the proof", "Find the function"]
@@ -36,7 +37,7 @@ def test_openai_models_get_instruction_newline_query(key):
     assert _encoded(API_MODELS[key], "native") == expected == _encoded(API_MODELS[key], "forced")
 
 
-@pytest.mark.parametrize("key", ["minilm-l6", "minilm-l3-onnx", "mpnet-base", "potion-base-8m"])
+@pytest.mark.parametrize("key", ["minilm-l6", "minilm-l3-onnx", "potion-base-8m"])
 def test_generic_models_see_the_raw_query_natively_and_the_template_only_when_forced(key):
     spec = REGISTRY[key]
     assert _encoded(spec, "native") == QUERIES
@@ -65,25 +66,17 @@ def test_an_unknown_setting_is_refused_with_the_allowed_values():
     assert INSTRUCTION_SETTINGS == ("native", "forced")
 
 
-@pytest.fixture(scope="module")
-def smoke_pool():
-    p = validate("03_training", {k: v.default for k, v in SCHEMAS["03_training"].items()}
-                 | {"large_model": "minilm-l6", "small_model": "minilm-l3-onnx", "progress": False,
-                    "tasks": "SymPy-API"})
-    setup = ex.Setup.from_params(p)
-    return ex.EmbeddingPool(setup, ex.load_units(setup))
-
-
 def test_the_pool_reads_raw_query_vectors_natively_and_instructed_ones_when_forced(smoke_pool):
-    unit = smoke_pool.units[0]
-    qids, texts, inst = ex.query_inputs(unit)
+    pool, _ = smoke_pool
+    unit = next(u for u in pool.units if u.name == "SymPy-API")
+    qids, texts, inst = query_inputs(unit)
     assert any(inst), "the fixture task must carry instructions"
     for key in ("minilm-l6", "minilm-l3-onnx"):
-        enc = ex.get_encoder(key, smoke_pool.setup)
+        enc = get_encoder(key, pool.setup)
         raw = embed_texts(enc, texts, role="query", instructions=None, progress=False)
         instructed = embed_texts(enc, texts, role="query", instructions=inst, progress=False)
         assert not np.allclose(raw, instructed)
-        assert np.array_equal(ex.embed_queries(key, unit, smoke_pool.setup, "native"), raw)
-        assert np.array_equal(ex.embed_queries(key, unit, smoke_pool.setup, "forced"), instructed)
-    native, forced = smoke_pool.get("native")[0], smoke_pool.get("forced")[0]
+        assert np.array_equal(embed_queries(key, unit, pool.setup, "native"), raw)
+        assert np.array_equal(embed_queries(key, unit, pool.setup, "forced"), instructed)
+    native, forced = (next(te for te in pool.get(s) if te.name == unit.name) for s in ("native", "forced"))
     assert native.qids == forced.qids == qids and not np.allclose(native.q_large, forced.q_large)

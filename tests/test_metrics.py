@@ -1,4 +1,4 @@
-"""era_core.metrics equals trec_eval (through pytrec_eval) per query; its means (experiments.summarise) equal ir_measures."""
+"""era_core.metrics equals trec_eval (through pytrec_eval) per query; its means (metrics.summarise) equal ir_measures."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from era_core.errors import DataError, ParamsError
-from era_core.experiments import summarise
+from era_core.metrics import summarise
 from era_core.metrics import evaluate, metric_names, missing_queries
 
 TOL = 1e-9

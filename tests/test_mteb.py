@@ -10,9 +10,10 @@ from era_core.adapter import AdaptedQueryEncoder, LinearAdapter
 from era_core.cache import embed_texts
 from era_core.data import load_tasks
 from era_core.encoders import load_encoder
-from era_core.export import ExportSource, export_sentence_transformers
+from era_core.adapter.trained import TrainedAdapter
+from era_core.adapter.router import export_sentence_transformers
 from era_core.metrics import evaluate
-from era_core.mteb_eval import mteb_ndcg10
+from era_core.tools.mteb_eval import mteb_ndcg10
 from era_core.retrieval import run_from_topk, topk_search
 
 
@@ -21,7 +22,7 @@ def test_mteb_ndcg10_equals_ours_on_a_smoke_task(tmp_path, one_torch_thread):
     adapter = LinearAdapter(384, 384)
     with torch.no_grad():  # near the identity, so retrieval is far from random and the check means something
         adapter.proj.weight.copy_(torch.eye(384) + 0.05 * adapter.proj.weight)
-    out = export_sentence_transformers(ExportSource(adapter, "minilm-l6", "minilm-l3-onnx", 128), tmp_path / "m")
+    out = export_sentence_transformers(TrainedAdapter(adapter, "minilm-l6", "minilm-l3-onnx", max_length=128), tmp_path / "m")
     unit = load_tasks("offline-smoke", ["SymPy-API"], progress=False)[0]
     qids = list(unit.qrels)[:60]
     ours_q = AdaptedQueryEncoder(load_encoder("minilm-l6", dtype="float32", max_length=128), adapter).encode(

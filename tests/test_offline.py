@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from era_core.data import Task, list_tasks, load_mair_task, load_tasks
-from era_core.datasheet import leakage_share, write_datasheet
+from era_core.paper.datasheet import leakage_share, write_datasheet
 from era_core.errors import DataError
-from era_core.offline import OFFLINE_VERSION, build_offline_benchmark, default_root, offline_task_table
-from era_core.offline.common import Candidate, Caps, SourceTask, assemble, require_package
+from era_core.data.offline import OFFLINE_VERSION, build_offline_benchmark, default_root, offline_task_table
+from era_core.data.offline.common import Candidate, Caps, SourceTask, assemble, require_package
 from era_core.splits import split_queries
 
 
@@ -59,7 +59,7 @@ def test_smoke_build_is_deterministic(smoke: Path, tmp_path: Path):
     # A fresh interpreter with another hash seed: catches set/dict order and memory addresses.
     repo = Path(__file__).resolve().parent.parent
     env = dict(os.environ, PYTHONHASHSEED="123", PYTHONPATH=os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]))
-    code = ("import sys; from pathlib import Path; from era_core.offline import build_offline_benchmark; "
+    code = ("import sys; from pathlib import Path; from era_core.data.offline import build_offline_benchmark; "
             "build_offline_benchmark(Path(sys.argv[1]), smoke=True, progress=False)")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "again")], env=env, cwd=repo,
                          capture_output=True, text=True, timeout=300)

@@ -11,10 +11,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from era_core import experiments as ex
 from era_core import paths
 from era_core.train import modes as train_modes
-from era_core.params import load_params_file
+from era_core.paper.config import Config
+from era_core.paper.params import load_params_file
+from era_core.paper.pool import EmbeddingPool
+from era_core.paper.runs import train_method
+from era_core.identical_texts import train_alignment_cached
+from era_core.setup import load_units
 
 
 def _infonce_by_hand(weight, bias, q, pos, negs, temperature: float, batch_size: int) -> float:
@@ -34,17 +38,17 @@ def _weights(adapter) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def smoke():
-    p = load_params_file(paths.PARAMS / "smoke" / "03_training.yaml", "03_training")
-    setup = ex.Setup.from_params(p)
+    p = Config.from_params(load_params_file(paths.PARAMS / "smoke" / "03_training.yaml", "03_training"))
+    setup = p.setup
     assert (setup.benchmark, setup.large_model, setup.small_model) == ("offline-smoke", "minilm-l6", "minilm-l3-onnx")
-    units = ex.load_units(setup)
-    return p, setup, units, ex.EmbeddingPool(setup, units).get("forced")  # the setting its loss numbers were measured in
+    units = load_units(setup)
+    return p, setup, units, EmbeddingPool(setup, units).get("forced")  # the setting its loss numbers were measured in
 
 
 @pytest.mark.parametrize("ratio", [0.1, 0.4])  # the smoke profile's train ratios
 def test_phase2_lowers_the_validation_loss_below_the_phase1_start(smoke, ratio, monkeypatch, one_torch_thread):
     p, setup, units, embs = smoke
-    assert ratio in map(float, p["train_ratios"].split(","))
+    assert ratio in p.train_ratios
     seen = []
     real_train_label = train_modes.train_label
 
@@ -53,8 +57,8 @@ def test_phase2_lowers_the_validation_loss_below_the_phase1_start(smoke, ratio, 
         return real_train_label(adapter, data, cfg, **kwargs)
 
     monkeypatch.setattr(train_modes, "train_label", recording_train_label)
-    adapter, meta = ex.train_method("era", embs, units, setup, p, ratio, seed=42)
-    phase1, _ = ex.train_alignment_cached(units, setup, ex.align_config(p, 42, setup.device))
+    adapter, meta = train_method("era", embs, units, setup, p, ratio, seed=42)
+    phase1, _ = train_alignment_cached(units, setup, p.alignment(42, setup.device))
 
     (start_adapter, data, cfg), = seen
     w1, b1 = _weights(phase1)

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from era_core import encoders, plan
+from era_core import encoders
+
+from era_core.tools import plan
 from era_core.data import DOMAINS, MAIR_TASKS, load_tasks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,7 +87,7 @@ def test_text_output_and_overrides(capsys, no_models):
 
 
 def test_cli_runs_fast_without_torch_or_transformers():
-    code = ("import sys, era_core.plan as p; p.main(['--profile', 'paper']); "
+    code = ("import sys, era_core.tools.plan as p; p.main(['--profile', 'paper']); "
             "bad = [m for m in ('torch', 'transformers', 'onnxruntime', 'datasets') if m in sys.modules]; "
             "print('HEAVY', bad)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)

@@ -1,4 +1,4 @@
-"""era_core.readme: generated README blocks from a synthetic results folder, idempotence, missing sources, markers."""
+"""era_core.tools.readme: generated README blocks from a synthetic results folder, idempotence, missing sources, markers."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from era_core import readme, report
-from era_core.readme import prose
+from era_core.tools import readme
+
+from era_core.paper import report
+from era_core.tools.readme import prose
 from era_core.io import read_json, write_json
 from test_report import write_results
 
-BLOCK_NAMES = ("setup", "results", "training", "lodo", "encoder_pairs", "scaling", "ladder", "bench", "runtimes",
+BLOCK_NAMES = ("headline", "setup", "results", "training", "lodo", "encoder_pairs", "scaling", "ladder", "bench", "runtimes",
                "tolerance")
 HEAD = "# Title\n\nHand-written intro with a number 12.5 that stays.\n\n"
 TAIL = "\n## Later section\n\nText after the blocks, 3 × 4.\n"
@@ -116,7 +118,7 @@ def folder(tmp_path_factory):
     report.make_all(results=results, figures=figures, bar_ratio=0.4, main_instructions="native")
     write_bench(results)
     readme.record_runtime(results, "a quick command", [sys.executable, "-c", "pass"])
-    from era_core import tolerance
+    from era_core.tools import tolerance
 
     tolerance.add_comparison(results / "tolerance.json", tolerance.compare_results(results, results, "same twice"))
     return root
@@ -124,7 +126,7 @@ def folder(tmp_path_factory):
 
 def run(folder: Path, path: Path, *extra: str) -> int:
     return readme.main(["--results", str(folder / "results"), "--figures", str(folder / "figures"),
-                        "--readme", str(path), *extra])
+                        "--root", str(path.parent), "--doc", path.name, *extra])
 
 
 def test_every_block_is_generated_outside_text_kept_and_second_run_changes_nothing(folder, tmp_path, capsys):
@@ -188,6 +190,11 @@ def test_every_block_is_generated_outside_text_kept_and_second_run_changes_nothi
     assert run(folder, path) == 0 and path.read_text() == after
     assert run(folder, path, "--check") == 0
     assert "up to date" in capsys.readouterr().out
+    headline = inside(after, "headline")
+    assert "![nDCG@10 against train ratio](docs/img/ndcg_vs_ratio.png)" in headline
+    assert "| Zero-shot small: the index model on both sides (no adapter) | " + zs_small + " |" in headline
+    assert "significantly above the same-model control at ratios 0.1, 0.4: here the stronger query model pays" \
+        in headline
 
 
 def test_check_exits_1_on_a_stale_block_and_writes_nothing(folder, tmp_path):
@@ -222,7 +229,8 @@ def test_missing_source_leaves_its_block_untouched_with_a_warning(folder, tmp_pa
     assert f"block 'bench' left as it was: {results / 'bench.json'} is missing" in err and "make bench" in err
     strict = r"block 'encoder_pairs' cannot be generated: .*encoder_pairs\.json is missing"
     with pytest.raises(readme.ReadmeError, match=strict):
-        readme.update_readme(path, readme.Context(results, tmp_path / "folder" / "figures"), strict=True)
+        readme.update_doc(tmp_path, Path("README.md"), readme.Context(results, tmp_path / "folder" / "figures"),
+                          strict=True)
     assert run(tmp_path / "folder", path, "--strict") == 2
 
 
@@ -233,7 +241,7 @@ def test_missing_source_leaves_its_block_untouched_with_a_warning(folder, tmp_pa
      r"line 2: <!-- era:lodo:begin --> inside block 'results'"),
     ("<!-- era:results:begin -->\n<!-- era:lodo:end -->\n", r"era:lodo:end --> without a matching begin \(expected "
      r"<!-- era:results:end -->\)"),
-    ("<!-- era:nope:begin -->\n<!-- era:nope:end -->\n", r"unknown block 'nope'; known blocks: setup, results"),
+    ("<!-- era:nope:begin -->\n<!-- era:nope:end -->\n", r"unknown block 'nope'; known blocks: headline, setup, results"),
     (block("lodo", "x") + block("lodo", "y"), r"block 'lodo' appears twice"),
     ("<!-- era:lodo:begin -->\nx <!-- era:lodo:end -->\n", r"markers must stand on lines of their own"),
 ])
@@ -241,7 +249,7 @@ def test_malformed_markers_give_a_clear_error(folder, tmp_path, text, message):
     path = tmp_path / "README.md"
     path.write_text(text)
     with pytest.raises(readme.ReadmeError, match=message):
-        readme.update_readme(path, readme.Context(folder / "results", folder / "figures"))
+        readme.update_doc(tmp_path, Path("README.md"), readme.Context(folder / "results", folder / "figures"))
     assert path.read_text() == text
     assert run(folder, path) == 2
 
@@ -270,20 +278,27 @@ def test_runtimes_are_recorded_in_place_and_a_failing_command_is_not(tmp_path):
     assert [e["what"] for e in read_json(results / "timing" / "runtimes.json")["entries"]] == ["first", "second"]
 
 
-def test_the_repository_readme_has_well_formed_known_blocks():
+def test_the_repository_documents_hold_every_block_once():
     from era_core import paths
 
-    names = [s.name for s in readme.find_blocks((paths.ROOT / "README.md").read_text())]
-    assert "results" in names and set(names) <= set(readme.BLOCKS)
+    names = [s.name for doc in readme.DOCUMENTS for s in readme.find_blocks((paths.ROOT / doc).read_text())]
+    assert sorted(names) == sorted(readme.BLOCKS)
+    assert [s.name for s in readme.find_blocks((paths.ROOT / "README.md").read_text())] == ["headline"]
 
 
-def test_help_names_the_options(capsys):
-    with pytest.raises(SystemExit) as exc:
-        readme.main(["--help"])
-    assert exc.value.code == 0
-    out = capsys.readouterr().out
-    for opt in ("--results", "--readme", "--check", "--strict", "--time"):
-        assert opt in out
+def test_blocks_spread_over_documents_link_the_figure_from_where_they_are(folder, tmp_path):
+    (tmp_path / "docs").mkdir()
+    make_readme(tmp_path / "README.md", ("headline",))
+    make_readme(tmp_path / "docs" / "results.md", ("results", "setup"))
+    args = ["--results", str(folder / "results"), "--figures", str(folder / "figures"), "--root", str(tmp_path)]
+    assert readme.main([*args, "--doc", "README.md", "--doc", "docs/results.md"]) == 0
+    assert "](docs/img/ndcg_vs_ratio.png)" in inside((tmp_path / "README.md").read_text(), "headline")
+    assert "](img/ndcg_vs_ratio.png)" in inside((tmp_path / "docs" / "results.md").read_text(), "results")
+    assert (tmp_path / "docs" / "img" / "ndcg_vs_ratio.png").is_file()
+    make_readme(tmp_path / "docs" / "other.md", ("setup",))
+    with pytest.raises(readme.ReadmeError, match="block 'setup' appears in both docs/results.md and docs/other.md"):
+        readme.update_docs(tmp_path, [Path("docs/results.md"), Path("docs/other.md")],
+                           readme.Context(folder / "results", folder / "figures"))
 
 
 def test_tolerance_block_shows_measured_and_recorded_comparisons(folder, tmp_path):

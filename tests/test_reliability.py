@@ -1,4 +1,4 @@
-"""Reliability (issue 7): bad inputs, SIGKILL while encoding / training / drawing, cache integrity,
+"""Reliability: bad inputs, SIGKILL while encoding / training / drawing, cache integrity,
 NaN/inf, and full disks. Each test checks what the user sees and what is (not) left on disk.
 
 The SIGKILL tests start real Python subprocesses that import this module (for the shared fakes),
@@ -25,14 +25,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import era_core.io as eio
-from era_core import experiments as ex
 from era_core import train as train_mod
 from era_core.adapter import LinearAdapter, load_adapter, save_adapter
 from era_core.cache import CacheCorruptionWarning, cache_key, embed_texts, entry_dir
 from era_core.data import Task
 from era_core.errors import EraError, ParamsError, TrainingError
-from era_core.params import SCHEMAS, main as params_main, validate
+from era_core.paper import runs as runs_module
+from era_core.paper.config import Config
+from era_core.paper.params import SCHEMAS, validate
+from era_core.paper.pool import EmbeddingPool
+from era_core.paper.runs import Run, run_job
+from era_core.tools.cli import main as era_main
 from era_core.train import TaskEmbeddings
+from era_core.setup import Setup
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -109,11 +114,11 @@ def planted_task(name: str, seed: int, nq: int = 30, nd: int = 60, d_in: int = 1
     )  # fmt: skip
 
 
-class FixedPool(ex.EmbeddingPool):
+class FixedPool(EmbeddingPool):
     """An EmbeddingPool serving fixed TaskEmbeddings (no data, no encoders)."""
 
     def __init__(self, embs: list[TaskEmbeddings]) -> None:
-        setup = ex.Setup(benchmark="offline-smoke", tasks=tuple(e.name for e in embs), large_model="fake-large",
+        setup = Setup(benchmark="offline-smoke", tasks=tuple(e.name for e in embs), large_model="fake-large",
                          small_model="fake-small", progress=False)
         # Tasks carrying the planted ids, so run keys hash their content like real units.
         units = [Task(name=e.name, domain=e.domain, queries={q: q for q in e.qids}, qrels=e.qrels,
@@ -125,11 +130,11 @@ class FixedPool(ex.EmbeddingPool):
         return self.embs
 
 
-JOB_PARAMS = {
+JOB_CONFIG = Config.from_params({
     **{k: v.default for k, v in SCHEMAS["03_training"].items()},
     "label_epochs": 6, "label_batch_size": 8, "label_lr": 5e-3, "label_schedule": "constant",
     "hard_negative_top_k": 20, "progress": False,
-}
+})
 
 
 def _fake_identity(setup) -> dict:
@@ -138,10 +143,9 @@ def _fake_identity(setup) -> dict:
 
 def run_tiny_job(results: Path) -> dict:
     """``run_job`` for label_only on two planted tasks (the encoder identity is faked: no model files)."""
-    ex.jobs.encoder_identity = _fake_identity  # run keys and training keys read it there
+    runs_module.encoder_identity = _fake_identity  # run keys and training keys read it there
     pool = FixedPool([planted_task("t0", 0), planted_task("t1", 1)])
-    return ex.run_job("in_domain", "label_only", seed=42, train_ratio=0.4, instructions="forced",
-                      train_names=["t0", "t1"], pool=pool, p=JOB_PARAMS, results=Path(results))
+    return run_job(Run("in_domain", "label_only", 42, 0.4, "forced", ("t0", "t1")), pool, JOB_CONFIG, Path(results))
 
 
 TINY_RUN = Path("runs") / "in_domain" / "label_only__forced__train0.4__seed42"
@@ -173,7 +177,7 @@ def child_train(results: str, marker: str) -> None:
 
 def child_figures(results: str, figures: str, marker: str) -> None:
     """Redraw alignment_curves.pdf in a loop; announce after the first complete write."""
-    from era_core.report import figure_alignment_curves
+    from era_core.paper.report import figure_alignment_curves
 
     for i in range(10_000):
         figure_alignment_curves(results, figures)
@@ -245,20 +249,11 @@ def test_unknown_notebook_lists_notebooks():
 def test_params_cli_fails_with_one_message_and_code_2(tmp_path, capsys):
     f = tmp_path / "p.yaml"
     f.write_text("label_lr: -1\n")
-    assert params_main(["check", str(f), "03_training"]) == 2
+    assert era_main(["params", "check", str(f), "03_training"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {f}: parameter label_lr=-1") and "Traceback" not in err
+    assert err.startswith(f"era params: error: {f}: parameter label_lr=-1") and "Traceback" not in err
     f.write_text("label_lr: 0.001\n")
-    assert params_main(["check", str(f), "03_training"]) == 0
-
-
-def test_make_checks_params_before_running_a_notebook():
-    """The Makefile recipe validates the params file before papermill starts any work."""
-    recipe = (ROOT / "Makefile").read_text().split("define run_notebook", 1)[1].split("endef", 1)[0]
-    check, run = recipe.index("era_core.params check"), recipe.index("papermill")
-    assert check < run
-    # Executed notebooks go to a temp name and are renamed only after papermill succeeded.
-    assert ".tmp.ipynb" in recipe and recipe.index("mv $(EXE)/.$(1).tmp.ipynb $@") > run
+    assert era_main(["params", "check", str(f), "03_training"]) == 0
 
 
 # ============================================================================ 2. bad data: adapter files
@@ -346,7 +341,7 @@ def test_sigkill_during_encoding_resumes_missing_shards_only(tmp_path):
 
 
 def test_sigkill_during_training_writes_nothing_and_rerun_matches(tmp_path, monkeypatch):
-    monkeypatch.setattr(ex.jobs, "encoder_identity", _fake_identity)
+    monkeypatch.setattr(runs_module, "encoder_identity", _fake_identity)
     killed = tmp_path / "killed"
     marker = tmp_path / "in_phase2"
     proc = _spawn(tmp_path, f"child_train({str(killed)!r}, {str(marker)!r})")
@@ -372,7 +367,7 @@ def test_sigkill_during_training_writes_nothing_and_rerun_matches(tmp_path, monk
 
 def test_run_killed_between_its_writes_is_redone(tmp_path, monkeypatch):
     """Adapter and meta written but no summary (killed before the last write): the rerun redoes it."""
-    monkeypatch.setattr(ex.jobs, "encoder_identity", _fake_identity)
+    monkeypatch.setattr(runs_module, "encoder_identity", _fake_identity)
     run = tmp_path / TINY_RUN
     run.mkdir(parents=True)
     save_adapter(LinearAdapter(10, 6), run / "adapter.safetensors")
@@ -396,7 +391,7 @@ def _complete_pdf(data: bytes) -> bool:
 
 
 def test_sigkill_during_figure_writing_leaves_only_complete_pdfs(tmp_path):
-    from era_core.report import figure_alignment_curves
+    from era_core.paper.report import figure_alignment_curves
 
     results, figures, marker = tmp_path / "results", tmp_path / "figures", tmp_path / "drawn"
     eio.write_json(results / "alignment.json", ALIGNMENT_JSON)
@@ -464,7 +459,7 @@ def test_any_crash_point_resumes_to_the_uninterrupted_result(tmp_path_factory, n
 
 
 def test_training_error_in_run_job_writes_no_run_files(tmp_path, monkeypatch):
-    monkeypatch.setattr(ex.jobs, "encoder_identity", _fake_identity)
+    monkeypatch.setattr(runs_module, "encoder_identity", _fake_identity)
 
     def diverges(*args, **kwargs):
         raise TrainingError("Phase 2 (label) loss is nan at epoch 3, step 2; lower the learning rate")

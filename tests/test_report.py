@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from era_core import report
+from era_core.paper import report
 from era_core.errors import EraError
-from era_core.report import style
+from era_core.paper.report import style
 
 TASKS = {"Acad1": "academic", "Acad2": "academic", "Med1": "medical"}
 TASK_OFFSET = {"Acad1": 0.00, "Acad2": 0.02, "Med1": -0.05}

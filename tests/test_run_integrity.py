@@ -11,36 +11,38 @@ import warnings
 import numpy as np
 import pytest
 
-from era_core import experiments as ex
 from era_core import paths
 from era_core.cache import CacheCorruptionWarning
+from era_core.cache import keys as cache_keys
+from era_core.cache.keys import code_version, source_hash
 from era_core.data import Task
+from era_core.identical_texts import per_task_sample, train_alignment_cached
 from era_core.io import read_json
-from era_core.params import SCHEMAS, validate
+from era_core.paper import runs as runs_module
+from era_core.paper.pool import EmbeddingPool
+from era_core.paper.protocols import lodo
+from era_core.paper.runs import Run, make_run_id, run_dir, run_job, train_method
+from era_core.paper.selection import method_config, select_label_lr
+from era_core.setup import unit_fingerprint
 from era_core.train import alignment_sample
 
 
 @pytest.fixture(scope="module")
-def pool_and_params():
+def pool_and_params(smoke_pool):
     # The smoke profile's asymmetric pair on two tasks of two domains (medical, academic).
-    p = validate("03_training", {k: v.default for k, v in SCHEMAS["03_training"].items()}
-                 | {"large_model": "minilm-l6", "small_model": "minilm-l3-onnx", "progress": False,
-                    "align_epochs": 3, "label_epochs": 4, "tasks": "HPO-Synonyms,SymPy-API",
-                    "label_lr_grid": "1e-4,1e-3", "seeds": "42", "train_ratios": "0.2",
-                    "instruction_settings": "forced"})
-    setup = ex.Setup.from_params(p)
-    units = ex.load_units(setup)
-    assert {u.domain for u in units} == {"medical", "academic"}
-    return ex.EmbeddingPool(setup, units), p
+    pool, cfg = smoke_pool
+    assert {u.domain for u in pool.units} == {"medical", "academic"}
+    return pool, cfg.with_params(label_epochs=4, label_lr_grid="1e-4,1e-3", seeds="42", train_ratios="0.2",
+                                 instruction_settings="forced")
 
 
 #: The selection these tests run: the sweep's first setting, ratio and seed.
 SEL = {"instructions": "forced", "train_ratio": 0.2, "seed": 42}
 
 
-def _poisoned_pool(pool: ex.EmbeddingPool, domain: str) -> ex.EmbeddingPool:
+def _poisoned_pool(pool: EmbeddingPool, domain: str) -> EmbeddingPool:
     """A copy of ``pool`` whose ``domain`` units have NaN query vectors (large and small) in both settings."""
-    out = ex.EmbeddingPool(pool.setup, pool.units)
+    out = EmbeddingPool(pool.setup, pool.units)
     for setting in ("native", "forced"):
         embs = []
         for te in pool.get(setting):
@@ -55,9 +57,9 @@ def _poisoned_pool(pool: ex.EmbeddingPool, domain: str) -> ex.EmbeddingPool:
 def test_fold_selection_never_sees_the_held_out_domain(pool_and_params, tmp_path):
     pool, p = pool_and_params
     fold_units = [u.name for u in pool.units if u.domain != "medical"]
-    clean = ex.select_label_lr(pool, p, tmp_path / "clean", ["era", "small_adapter"], **SEL,
+    clean = select_label_lr(pool, p, tmp_path / "clean", ["era", "small_adapter"], **SEL,
                                train_names=fold_units, fold={"held_out": "medical"})
-    poisoned = ex.select_label_lr(_poisoned_pool(pool, "medical"), p, tmp_path / "poisoned", ["era", "small_adapter"], **SEL,
+    poisoned = select_label_lr(_poisoned_pool(pool, "medical"), p, tmp_path / "poisoned", ["era", "small_adapter"], **SEL,
                                   train_names=fold_units, fold={"held_out": "medical"})
     assert poisoned == clean
     assert clean["era"]["units"] == fold_units == ["SymPy-API"]
@@ -69,8 +71,8 @@ def test_fold_selection_never_sees_the_held_out_domain(pool_and_params, tmp_path
 
 def test_lodo_records_its_fold_selection_in_era_meta(pool_and_params, tmp_path):
     pool, p = pool_and_params
-    q = {**p, "methods": "small_adapter", "train_ratio": 0.2, "instructions": "forced", "domains": "medical"}
-    [summary] = ex.lodo(pool, q, tmp_path, ["medical"])
+    q = p.with_params(methods="small_adapter", train_ratio=0.2, instructions="forced", domains="medical")
+    [summary] = lodo(pool, q, tmp_path, ["medical"])
     assert summary["train_units"] == ["SymPy-API"]
     meta = read_json(next((tmp_path / "runs" / "lodo").glob("*/era_meta.json")))
     assert meta["label_lr_selection"]["units"] == ["SymPy-API"]
@@ -79,11 +81,11 @@ def test_lodo_records_its_fold_selection_in_era_meta(pool_and_params, tmp_path):
 
 def test_selection_losses_are_the_runs_validation_losses(pool_and_params, tmp_path):
     pool, p = pool_and_params
-    sel = ex.select_label_lr(pool, p, tmp_path, ["small_adapter"], **SEL)["small_adapter"]
+    sel = select_label_lr(pool, p, tmp_path, ["small_adapter"], **SEL)["small_adapter"]
     embs = pool.get("forced")
     for lr_text, loss in sel["grid"].items():
-        _, meta = ex.train_method("small_adapter", embs, pool.units, pool.setup,
-                                  {**p, "label_lr": float(lr_text), "label_lr_grid": ""}, 0.2, 42)
+        _, meta = train_method("small_adapter", embs, pool.units, pool.setup,
+                               p.with_params(label_lr=float(lr_text), label_lr_grid=""), 0.2, 42)
         assert loss == pytest.approx(meta["label_result"]["best_val_loss"], rel=1e-6)
     assert sel["chosen"] == float(min(sel["grid"], key=sel["grid"].get))
     assert sel["units"] == [u.name for u in pool.units]
@@ -99,23 +101,20 @@ def _with_changed_label(units: list[Task]) -> list[Task]:
 
 def test_a_changed_label_reruns_the_run(pool_and_params, tmp_path, monkeypatch):
     pool, p = pool_and_params
-    names = [u.name for u in pool.units]
-    q = {**p, "label_lr_grid": ""}
-    first = ex.run_job("in_domain", "small_adapter", seed=42, train_ratio=0.2, instructions="forced",
-                       train_names=names, pool=pool, p=q, results=tmp_path)
+    names = tuple(u.name for u in pool.units)
+    q = p.with_params(label_lr_grid="")
+    first = run_job(Run("in_domain", "small_adapter", 42, 0.2, "forced", names), pool, q, tmp_path)
     # every summary says which machine produced it and what the loader dropped
     assert set(first["hardware"]) >= {"cpu_model", "isa", "blas", "cpu_bf16_autocast", "torch"}
     assert first["dropped_rows"] == {u.name: u.dropped_counts() for u in pool.units}
     calls = []
-    real = ex.train_method
-    monkeypatch.setattr(ex.jobs, "train_method", lambda *a, **k: calls.append(1) or real(*a, **k))
-    same = ex.run_job("in_domain", "small_adapter", seed=42, train_ratio=0.2, instructions="forced",
-                      train_names=names, pool=ex.EmbeddingPool(pool.setup, copy.deepcopy(pool.units)), p=q,
-                      results=tmp_path)
+    real = train_method
+    monkeypatch.setattr(runs_module, "train_method", lambda *a, **k: calls.append(1) or real(*a, **k))
+    same = run_job(Run("in_domain", "small_adapter", 42, 0.2, "forced", names),
+                   EmbeddingPool(pool.setup, copy.deepcopy(pool.units)), q, tmp_path)
     assert same == first and calls == []          # equal data (a fresh copy): served from the finished run
-    changed = ex.EmbeddingPool(pool.setup, _with_changed_label(pool.units))
-    again = ex.run_job("in_domain", "small_adapter", seed=42, train_ratio=0.2, instructions="forced",
-                       train_names=names, pool=changed, p=q, results=tmp_path)
+    changed = EmbeddingPool(pool.setup, _with_changed_label(pool.units))
+    again = run_job(Run("in_domain", "small_adapter", 42, 0.2, "forced", names), changed, q, tmp_path)
     assert calls == [1]
     assert again["config_key"] != first["config_key"]
 
@@ -123,7 +122,7 @@ def test_a_changed_label_reruns_the_run(pool_and_params, tmp_path, monkeypatch):
 def test_unit_fingerprint_sees_every_field():
     base = Task("T", "code", queries={"q1": "a", "q2": "b"}, instructions={"q1": "i"},
                 qrels={"q1": {"d1": 1}, "q2": {"d2": 2}}, corpus={"d1": "x", "d2": "y"})
-    fp = ex.unit_fingerprint(base)
+    fp = unit_fingerprint(base)
     variants = [
         dataclasses.replace(base, queries={"q1": "a!", "q2": "b"}),
         dataclasses.replace(base, instructions={"q1": "j"}),
@@ -133,23 +132,30 @@ def test_unit_fingerprint_sees_every_field():
         dataclasses.replace(base, corpus={"d2": "y", "d1": "x"}),              # corpus order gives the rows
         dataclasses.replace(base, domain="legal"),
     ]
-    fps = [ex.unit_fingerprint(v) for v in variants]
-    assert fp == ex.unit_fingerprint(copy.deepcopy(base))
+    fps = [unit_fingerprint(v) for v in variants]
+    assert fp == unit_fingerprint(copy.deepcopy(base))
     assert len({fp, *fps}) == len(variants) + 1
 
 
 def test_code_version_covers_data_and_the_offline_builders(tmp_path, monkeypatch):
     pkg = tmp_path / "era_core"
     shutil.copytree(paths.ROOT / "era_core", pkg, ignore=shutil.ignore_patterns("__pycache__"))
-    base = ex.source_hash(pkg)
-    assert base == ex.code_version()  # the copy holds the same sources as the running package
-    for rel in ("data.py", "offline/common.py", "train/label.py", "experiments/jobs.py"):
+    base = source_hash(pkg)
+    assert base == code_version()  # the copy holds the same sources as the running package
+    for rel in ("data/mair.py", "data/offline/common.py", "train/label.py", "paper/runs.py", "methods.py"):
         f = pkg / rel
         original = f.read_bytes()
         f.write_bytes(original + b"\n# edited\n")
-        assert ex.source_hash(pkg) != base, rel
+        assert source_hash(pkg) != base, rel
         f.write_bytes(original)
-    assert ex.source_hash(pkg) == base
+    # What only reports, exports or measures is not part of the key: editing it reruns no training.
+    for rel in ("paper/report/tables.py", "adapter/router.py", "tools/bench/search.py", "paper/stats.py"):
+        f = pkg / rel
+        original = f.read_bytes()
+        f.write_bytes(original + b"\n# edited\n")
+        assert source_hash(pkg) == base, rel
+        f.write_bytes(original)
+    assert source_hash(pkg) == base
 
 
 def _unit(name: str, n_docs: int) -> Task:
@@ -158,7 +164,7 @@ def _unit(name: str, n_docs: int) -> Task:
 
 def test_phase1_sample_is_drawn_per_task_across_sub_splits():
     units = [_unit("Multi/a", 5), _unit("Multi/b", 7), _unit("Single", 9)]
-    got = ex.per_task_sample(units, samples_per_task=4, seed=3)
+    got = per_task_sample(units, samples_per_task=4, seed=3)
     pooled = random.Random(3).sample(range(12), 4)      # the reference samples the merged pool once
     want_a = [r for r in pooled if r < 5]
     want_b = [r - 5 for r in pooled if r >= 5]
@@ -170,67 +176,62 @@ def test_phase1_sample_is_drawn_per_task_across_sub_splits():
 
 def test_single_split_tasks_keep_the_reference_sample():
     units = [_unit("A", 30), _unit("B", 3)]
-    got = ex.per_task_sample(units, samples_per_task=10, seed=42)
+    got = per_task_sample(units, samples_per_task=10, seed=42)
     assert [rows for _, rows in got] == alignment_sample([30, 3], 10, seed=42)
 
 
 def test_damaged_phase1_adapter_is_retrained(pool_and_params, monkeypatch, tmp_path):
     pool, p = pool_and_params
     monkeypatch.setattr(paths, "ADAPTER_CACHE", tmp_path / "adapters")
-    cfg = ex.align_config(p, 42, "cpu")
-    adapter, meta = ex.train_alignment_cached(pool.units, pool.setup, cfg)
+    cfg = p.alignment(42, "cpu")
+    adapter, meta = train_alignment_cached(pool.units, pool.setup, cfg)
     weights = next((tmp_path / "adapters").rglob("adapter.safetensors"))
     assert meta["adapter_sha256"]
     blob = bytearray(weights.read_bytes())
     blob[-3] ^= 0x01                                     # a flipped bit inside the tensor data: still loadable
     weights.write_bytes(bytes(blob))
     with pytest.warns(CacheCorruptionWarning, match="SHA-256"):
-        again, _ = ex.train_alignment_cached(pool.units, pool.setup, cfg)
+        again, _ = train_alignment_cached(pool.units, pool.setup, cfg)
     assert np.array_equal(again.proj.weight.detach().numpy(), adapter.proj.weight.detach().numpy())
     with warnings.catch_warnings():
         warnings.simplefilter("error", CacheCorruptionWarning)   # repaired: a clean hit now
-        ex.train_alignment_cached(pool.units, pool.setup, cfg)
+        train_alignment_cached(pool.units, pool.setup, cfg)
 
 
 def test_the_final_run_reuses_the_selection_runs_training(pool_and_params, tmp_path, monkeypatch):
     pool, p = pool_and_params
-    sel = ex.select_label_lr(pool, p, tmp_path, ["era"], **SEL)
+    sel = select_label_lr(pool, p, tmp_path, ["era"], **SEL)
     chosen = sel["era"]["chosen"]
     fresh_dir = tmp_path / "fresh"
-    fresh = ex.run_job("in_domain", "era", seed=42, train_ratio=0.2, instructions="forced",
-                       train_names=[u.name for u in pool.units], pool=pool,
-                       p=ex.method_params(p, "era", sel), results=fresh_dir)
+    names = tuple(u.name for u in pool.units)
+    fresh = run_job(Run("in_domain", "era", 42, 0.2, "forced", names), pool, method_config(p, "era", sel), fresh_dir)
 
     def no_training(*args, **kwargs):
         raise AssertionError("the final run trained again instead of reusing the selection run")
 
-    monkeypatch.setattr(ex.jobs, "train_method", no_training)
-    reused = ex.run_job("in_domain", "era", seed=42, train_ratio=0.2, instructions="forced",
-                        train_names=[u.name for u in pool.units], pool=pool,
-                        p=ex.method_params(p, "era", sel), results=tmp_path)
+    monkeypatch.setattr(runs_module, "train_method", no_training)
+    reused = run_job(Run("in_domain", "era", 42, 0.2, "forced", names), pool, method_config(p, "era", sel), tmp_path)
     assert reused == fresh
     run = "era__forced__train0.2__seed42"
     for name in ("adapter.safetensors", "era_meta.json", "summary.json", "per_query.json", "run.trec.gz"):
-        assert (ex.run_dir(tmp_path, "in_domain", run) / name).read_bytes() == \
-            (ex.run_dir(fresh_dir, "in_domain", run) / name).read_bytes(), name
-    selection_run = ex.run_dir(tmp_path, "lr_selection", ex.make_run_id("era", "forced", 0.2, 42, {"lr": f"{chosen:g}"}))
+        assert (run_dir(tmp_path, "in_domain", run) / name).read_bytes() == \
+            (run_dir(fresh_dir, "in_domain", run) / name).read_bytes(), name
+    selection_run = run_dir(tmp_path, "lr_selection", make_run_id("era", "forced", 0.2, 42, {"lr": f"{chosen:g}"}))
     assert (selection_run / "adapter.safetensors").read_bytes() == \
-        (ex.run_dir(tmp_path, "in_domain", run) / "adapter.safetensors").read_bytes()
+        (run_dir(tmp_path, "in_domain", run) / "adapter.safetensors").read_bytes()
 
 
 def test_a_changed_selection_adapter_is_not_reused(pool_and_params, tmp_path, monkeypatch):
     pool, p = pool_and_params
-    q = {**p, "label_lr_grid": ""}
-    names = [u.name for u in pool.units]
-    ex.run_job("lr_selection", "small_adapter", seed=42, train_ratio=0.2, instructions="forced",
-               train_names=names, pool=pool, p=q, results=tmp_path, run_tags={"lr": "x"})
-    weights = ex.run_dir(tmp_path, "lr_selection", "small_adapter__forced__train0.2__seed42__lr-x") / "adapter.safetensors"
+    q = p.with_params(label_lr_grid="")
+    names = tuple(u.name for u in pool.units)
+    run_job(Run("lr_selection", "small_adapter", 42, 0.2, "forced", names, tags=(("lr", "x"),)), pool, q, tmp_path)
+    weights = run_dir(tmp_path, "lr_selection", "small_adapter__forced__train0.2__seed42__lr-x") / "adapter.safetensors"
     weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")  # damaged after it was indexed
     calls = []
-    real = ex.train_method
-    monkeypatch.setattr(ex.jobs, "train_method", lambda *a, **k: calls.append(1) or real(*a, **k))
-    ex.run_job("in_domain", "small_adapter", seed=42, train_ratio=0.2, instructions="forced",
-               train_names=names, pool=pool, p=q, results=tmp_path)
+    real = train_method
+    monkeypatch.setattr(runs_module, "train_method", lambda *a, **k: calls.append(1) or real(*a, **k))
+    run_job(Run("in_domain", "small_adapter", 42, 0.2, "forced", names), pool, q, tmp_path)
     assert calls == [1]
 
 
@@ -242,14 +243,14 @@ def test_training_is_identical_on_one_and_two_threads(pool_and_params, tmp_path,
 
     pool, p = pool_and_params
     embs = pool.get("forced")
-    q = {**p, "label_lr_grid": ""}
+    q = p.with_params(label_lr_grid="")
     before = torch.get_num_threads()
     states = []
     try:
         for threads in (1, 2):
             torch.set_num_threads(threads)
             monkeypatch.setattr(paths, "ADAPTER_CACHE", tmp_path / str(threads))  # Phase 1 trained each time too
-            adapter, _ = ex.train_method("era", embs, pool.units, pool.setup, q, 0.2, 42)
+            adapter, _ = train_method("era", embs, pool.units, pool.setup, q, 0.2, 42)
             states.append({k: v.clone() for k, v in adapter.state_dict().items()})
     finally:
         torch.set_num_threads(before)
@@ -259,12 +260,12 @@ def test_training_is_identical_on_one_and_two_threads(pool_and_params, tmp_path,
 
 def test_code_version_hashes_the_sources_once_per_process(monkeypatch):
     calls = []
-    ex.code_version.cache_clear()
+    code_version.cache_clear()
     try:
-        monkeypatch.setattr(ex.keys, "source_hash", lambda root: calls.append(root) or "h")
-        assert ex.code_version() == ex.code_version() == "h"
+        monkeypatch.setattr(cache_keys, "source_hash", lambda root: calls.append(root) or "h")
+        assert code_version() == code_version() == "h"
         assert len(calls) == 1
     finally:
         monkeypatch.undo()
-        ex.code_version.cache_clear()
-    assert ex.code_version() == ex.source_hash(paths.ROOT / "era_core")
+        code_version.cache_clear()
+    assert code_version() == source_hash(paths.ROOT / "era_core")

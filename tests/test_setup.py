@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from era_core import paths
-from era_core.params import SCHEMAS, load_params_file
+from era_core.paper.params import SCHEMAS, SHARED, SHARED_FILE, load_params_file
 
 NOTEBOOKS = sorted(paths.NOTEBOOKS.glob("*.ipynb"))
 PROFILES = ("smoke", "default", "paper")
@@ -30,11 +30,37 @@ def _pins(path):
     return pins
 
 
-def test_requirements_are_pinned_and_torch_is_the_cpu_wheel():
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name.lower())
+
+
+def test_requirements_are_the_one_pinned_source_and_torch_is_the_cpu_wheel():
     pins = _pins(paths.ROOT / "requirements.txt")
     assert pins["torch"] == "2.13.0"
-    for extra in ("requirements-nodeps.txt", "requirements-large.txt"):
-        _pins(paths.ROOT / extra)
+    assert sorted(p.name for p in paths.ROOT.glob("requirements*.txt")) == ["requirements.txt"]
+
+
+def test_pyproject_lists_what_the_package_imports():
+    import ast
+    import importlib.metadata as md
+    import tomllib
+
+    project = tomllib.loads((paths.ROOT / "pyproject.toml").read_text())["project"]
+    declared = {_norm(re.split(r"[<>=\[; ]", d, maxsplit=1)[0]) for d in project["dependencies"]}
+    extras = {_norm(re.split(r"[<>=\[; ]", d, maxsplit=1)[0]) for ds in project["optional-dependencies"].values()
+              for d in ds}
+    assert (declared | extras) <= set(_pins(paths.ROOT / "requirements.txt"))  # every one of them pinned
+    modules = set()
+    for f in (paths.ROOT / "era_core").rglob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Import):
+                modules |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules.add(node.module.split(".")[0])
+    third_party = sorted(m for m in modules - set(sys.stdlib_module_names) - {"era_core"})
+    dists = md.packages_distributions()
+    missing = [m for m in third_party if not {_norm(d) for d in dists.get(m, [m])} & (declared | extras)]
+    assert not missing, f"era_core imports {missing}, which pyproject.toml does not list"
 
 
 def test_environment_yml_mirrors_requirements():
@@ -48,7 +74,7 @@ def test_environment_yml_mirrors_requirements():
     for item in pip_section:
         if not item.startswith("-"):
             name, _, version = item.partition("==")
-            assert pins.get(re.sub(r"[-_.]+", "-", name.lower())) == version, item
+            assert pins.get(_norm(name)) == version, item
     conda_pkgs = [d for d in deps if isinstance(d, str) and d not in ("pip",) and not d.startswith("python=")]
     assert not conda_pkgs, f"conda packages {conda_pkgs} bypass requirements.txt"
 
@@ -58,13 +84,15 @@ def test_every_notebook_has_a_schema_and_vice_versa():
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_parameters_match_schema(nb):
+def test_notebooks_declare_only_their_own_knobs_at_the_default_profiles_values(nb):
     declared = papermill.inspect_notebook(str(nb))
     schema = SCHEMAS[nb.stem]
-    assert list(declared) == list(schema)
-    for name, spec in schema.items():
-        assert declared[name]["inferred_type_name"] == spec.type.__name__, name
-        assert eval(declared[name]["default"]) == spec.default, name  # literal defaults only
+    own = [name for name in schema if name not in SHARED]
+    assert list(declared) == own  # the shared parameters come from params/<profile>/shared.yaml
+    defaults = yaml.safe_load((paths.PARAMS / "default" / f"{nb.stem}.yaml").read_text()) or {}
+    for name in own:
+        assert declared[name]["inferred_type_name"] == schema[name].type.__name__, name
+        assert eval(declared[name]["default"]) == defaults.get(name, schema[name].default), name  # literals only
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
@@ -77,15 +105,19 @@ def test_notebook_is_stripped_and_parameters_cell_is_first_code_cell(nb):
 
 
 @pytest.mark.parametrize("profile", PROFILES)
-def test_every_params_file_is_valid(profile):
-    for nb in SCHEMAS:
+def test_every_params_file_is_valid_and_holds_each_value_once(profile):
+    shared = yaml.safe_load((paths.PARAMS / profile / SHARED_FILE).read_text())
+    assert set(shared) <= set(SHARED)
+    for nb, schema in SCHEMAS.items():
         load_params_file(paths.PARAMS / profile / f"{nb}.yaml", nb)
+        own = yaml.safe_load((paths.PARAMS / profile / f"{nb}.yaml").read_text()) or {}
+        assert not set(own) & set(SHARED), f"{profile}/{nb}.yaml repeats shared parameters {set(own) & set(SHARED)}"
 
 
 def test_params_cli_fails_fast_naming_the_bad_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("seed: 1\nlearning_rat: 0.1\n")
-    proc = subprocess.run([sys.executable, "-m", "era_core.params", "check", str(bad), "03_training"],
+    proc = subprocess.run([sys.executable, "-m", "era_core.tools.cli", "params", "check", str(bad), "03_training"],
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "learning_rat" in proc.stderr and "Traceback" not in proc.stderr

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from era_core import significance as sig
-from era_core import stats
+from era_core.paper import significance as sig
+from era_core.paper import stats
 from era_core.errors import EraError
-from era_core.experiments import PER_QUERY_FILE, make_run_id, run_dir
+from era_core.paper.runs import PER_QUERY_FILE, make_run_id, run_dir
 from era_core.io import write_json
 
 QIDS = [f"q{i}" for i in range(12)]

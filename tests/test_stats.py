@@ -1,4 +1,4 @@
-"""Tests for era_core.stats: paired tests against scipy, Holm against a hand example, the gap ratios."""
+"""Tests for era_core.paper.stats: paired tests against scipy, Holm against a hand example, the gap ratios."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from scipy import stats as sps
 
 from era_core.errors import DataError, ParamsError
-from era_core.stats import (
+from era_core.paper.stats import (
     gap_closed,
     holm,
     paired_comparison,

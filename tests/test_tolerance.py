@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from era_core import tolerance as tol
+from era_core.tools import tolerance as tol
 from era_core.errors import EraError
 from test_report import write_results
 

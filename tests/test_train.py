@@ -14,7 +14,7 @@ import era_core.train as train_mod
 import era_core.train.alignment as alignment_mod
 import era_core.train.label as label_mod
 import era_core.train.modes as modes_mod
-from era_core.adapter import FusedAdapter, LinearAdapter, ResidualMLPAdapter, apply_adapter, fuse_queries
+from era_core.adapter import FusedAdapter, LinearAdapter, apply_adapter, fuse_queries
 from era_core.errors import DataError, ParamsError, TrainingError
 from era_core.train import (
     AlignmentConfig,
@@ -514,28 +514,6 @@ def test_fused_shape_and_argument_errors():
         train_era(tasks, "fused", align_pairs=pairs, progress=False)
 
 
-# ---------------------------------------------------------------- residual MLP
-
-
-def test_residual_mlp_starts_as_its_linear_part_and_trains_the_mlp(monkeypatch):
-    torch.manual_seed(3)
-    linear = LinearAdapter(D_IN, D_OUT)
-    res_init = ResidualMLPAdapter.from_linear(linear, 16)
-    x = _unit(np.random.default_rng(1).normal(size=(40, D_IN)))
-    np.testing.assert_array_equal(apply_adapter(res_init, x), apply_adapter(linear, x))
-    tasks, pairs = _planted(2)
-    seen = _spy_train_label(monkeypatch)
-    res = train_era(tasks, "residual_mlp", align_cfg=FAST_ALIGN, label_cfg=FAST_LABEL, align_pairs=pairs,
-                    mlp_hidden=16, progress=False)
-    init = seen[0][0]
-    np.testing.assert_array_equal(init.proj.weight.detach().numpy(), res.alignment.adapter.proj.weight.detach().numpy())
-    assert isinstance(res.adapter, ResidualMLPAdapter) and res.meta["mlp_hidden"] == 16
-    assert np.abs(res.adapter.mlp[2].weight.detach().numpy()).max() > 1e-4
-    assert _test_mrr(res.adapter, tasks, res.splits) > 0.5
-    with pytest.raises(ParamsError, match="mlp_hidden"):
-        train_era(tasks, "small_adapter", mlp_hidden=8, progress=False)
-
-
 # ---------------------------------------------------------------- re-mined negatives (remine_rounds)
 
 
@@ -547,8 +525,8 @@ def test_remine_round_mines_with_the_trained_adapter_and_keeps_the_splits(monkey
     teachers = []
     real = modes_mod.prepare_label_data
 
-    def spy(tasks_, cfg_, *, teacher=None, query_side="large"):
-        data = real(tasks_, cfg_, teacher=teacher, query_side=query_side)
+    def spy(tasks_, cfg_, *, teacher=None, query_side="large", splits=None):
+        data = real(tasks_, cfg_, teacher=teacher, query_side=query_side, splits=splits)
         teachers.append((teacher(tasks_[0]), data))
         return data
 

@@ -8,9 +8,8 @@ import ir_measures
 import pytest
 from ir_measures import nDCG, RR
 
-from era_core import experiments as ex
 from era_core.io import read_json
-from era_core.params import SCHEMAS, validate
+from era_core.paper.runs import Run, run_dir, run_job
 from era_core.trec import QRELS_FILE, RUN_FILE, run_text, trec_qid, write_qrels, write_run
 
 
@@ -35,15 +34,11 @@ def test_doc_ids_with_spaces_are_refused(tmp_path):
         run_text({"T": {"q": {"a b": 1.0}}}, "t")
 
 
-def test_ir_measures_reads_a_runs_files_to_our_metrics(tmp_path):
-    p = validate("03_training", {k: v.default for k, v in SCHEMAS["03_training"].items()}
-                 | {"large_model": "minilm-l6", "small_model": "minilm-l3-onnx", "progress": False,
-                    "align_epochs": 3, "label_epochs": 4, "tasks": "HPO-Synonyms,SymPy-API", "label_lr_grid": ""})
-    setup = ex.Setup.from_params(p)
-    pool = ex.EmbeddingPool(setup, ex.load_units(setup))
-    summary = ex.run_job("in_domain", "era", seed=42, train_ratio=0.2, instructions="forced",
-                         train_names=[u.name for u in pool.units], pool=pool, p=p, results=tmp_path)
-    folder = ex.run_dir(tmp_path, "in_domain", "era__forced__train0.2__seed42")
+def test_ir_measures_reads_a_runs_files_to_our_metrics(smoke_pool, tmp_path):
+    pool, cfg = smoke_pool
+    run = Run("in_domain", "era", 42, 0.2, "forced", tuple(u.name for u in pool.units))
+    summary = run_job(run, pool, cfg.with_params(label_epochs=4, label_lr_grid=""), tmp_path)
+    folder = run_dir(tmp_path, "in_domain", "era__forced__train0.2__seed42")
     qrels = list(ir_measures.read_trec_qrels(str(folder / QRELS_FILE)))
     run = list(ir_measures.read_trec_run(str(folder / RUN_FILE)))
     per_query = {m.query_id: m.value for m in ir_measures.iter_calc([nDCG @ 10], qrels, run)}

@@ -23,8 +23,6 @@ Our extensions (new methods; the faithful ``LinearAdapter`` path and its file by
   mapping into the small space; ``control_init`` = zero on the large block, identity on the small
   block, i.e. the ``small_adapter`` start. Its file has the same two tensors plus metadata
   ``adapter_type=fused``, ``large_dim``, ``small_dim`` (``load_fused_adapter``).
-- ``ResidualMLPAdapter``: ``normalize(W x + b + MLP(x))`` with a zero-initialised MLP output
-  layer; metadata ``adapter_type=residual_mlp``, ``hidden_dim`` (``load_residual_mlp_adapter``).
 - ``load_any_adapter`` dispatches on ``adapter_type`` (absent: linear).
 """
 
@@ -34,15 +32,14 @@ from era_core.adapter.files import (
     load_adapter,
     load_any_adapter,
     load_fused_adapter,
-    load_residual_mlp_adapter,
     read_adapter_metadata,
     save_adapter,
 )
-from era_core.adapter.modules import FusedAdapter, LinearAdapter, ResidualMLPAdapter, apply_adapter, fuse_queries
+from era_core.adapter.modules import FusedAdapter, LinearAdapter, apply_adapter, fuse_queries
 from era_core.adapter.query_encoder import AdaptedQueryEncoder
 
 __all__ = [
-    "ADAPTER_KEYS", "ADAPTER_SUFFIXES", "AdaptedQueryEncoder", "FusedAdapter", "LinearAdapter", "ResidualMLPAdapter",
+    "ADAPTER_KEYS", "ADAPTER_SUFFIXES", "AdaptedQueryEncoder", "FusedAdapter", "LinearAdapter",
     "apply_adapter", "fuse_queries", "load_adapter", "load_any_adapter", "load_fused_adapter",
-    "load_residual_mlp_adapter", "read_adapter_metadata", "save_adapter",
+    "read_adapter_metadata", "save_adapter",
 ]  # fmt: skip

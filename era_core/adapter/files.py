@@ -10,7 +10,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from era_core.adapter.modules import FusedAdapter, LinearAdapter, ResidualMLPAdapter
+from era_core.adapter.modules import FusedAdapter, LinearAdapter
 from era_core.errors import DataError, ModelUnavailableError, ParamsError
 from era_core.io import atomic_write_bytes
 
@@ -59,11 +59,9 @@ def save_adapter(adapter: LinearAdapter, path: Path | str, metadata: Mapping[str
 
 
 def _type_metadata(adapter: nn.Module) -> dict[str, str]:
-    """What ``load_any_adapter`` needs to rebuild a non-linear or fused adapter (nothing for ``LinearAdapter``)."""
+    """What ``load_any_adapter`` needs to rebuild a fused adapter (nothing for ``LinearAdapter``)."""
     if isinstance(adapter, FusedAdapter):
         return {"adapter_type": "fused", "large_dim": str(adapter.large_dim), "small_dim": str(adapter.small_dim)}
-    if isinstance(adapter, ResidualMLPAdapter):
-        return {"adapter_type": "residual_mlp", "hidden_dim": str(adapter.hidden_dim)}
     return {}
 
 
@@ -164,47 +162,14 @@ def load_fused_adapter(
     return FusedAdapter.from_weights(linear.proj.weight, linear.proj.bias, large_dim=large)
 
 
-def load_residual_mlp_adapter(
-    path: Path | str, *, expected_in_dim: int | None = None, expected_out_dim: int | None = None
-) -> ResidualMLPAdapter:
-    """Load a ``residual_mlp`` adapter written by ``save_adapter``, checking keys, shapes and finiteness."""
-    path = Path(path)
-    meta = read_adapter_metadata(path)
-    if meta.get("adapter_type") != "residual_mlp":
-        raise DataError(f"adapter {path} is a {meta.get('adapter_type', 'linear')!r} adapter, not 'residual_mlp'")
-    state = _read_state_dict(path)
-    w = state.get("proj.weight")
-    if not torch.is_tensor(w) or w.ndim != 2:
-        raise DataError(f"adapter {path} lacks a 2-d proj.weight; keys: {sorted(state)}")
-    out_dim, in_dim = int(w.shape[0]), int(w.shape[1])
-    if (expected_in_dim is not None and in_dim != expected_in_dim) or (
-        expected_out_dim is not None and out_dim != expected_out_dim
-    ):
-        raise ParamsError(
-            f"adapter {path} maps {in_dim} -> {out_dim}, but the encoders need {expected_in_dim} -> "
-            f"{expected_out_dim}; use the adapter trained for this query/document encoder pair"
-        )
-    adapter = ResidualMLPAdapter(in_dim, out_dim, _metadata_int(path, meta, "hidden_dim"))
-    expected = {k: tuple(v.shape) for k, v in adapter.state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in state.items() if torch.is_tensor(v)}
-    if got != expected:
-        raise DataError(f"adapter {path} has tensors {got}; a residual_mlp adapter needs {expected}")
-    if not all(torch.isfinite(v).all() for v in state.values()):
-        raise DataError(f"adapter {path} holds NaN/inf weights; the file is damaged or came from a diverged run")
-    adapter.load_state_dict(dict(state))
-    return adapter.eval()
-
-
 def load_any_adapter(path: Path | str) -> nn.Module:
-    """Load a linear, ``fused`` or ``residual_mlp`` adapter, dispatching on its ``adapter_type`` metadata."""
+    """Load a linear or ``fused`` adapter, dispatching on its ``adapter_type`` metadata."""
     path = Path(path)
     kind = read_adapter_metadata(path).get("adapter_type", "linear") if path.suffix == ".safetensors" else "linear"
     if kind == "fused":
         return load_fused_adapter(path)
-    if kind == "residual_mlp":
-        return load_residual_mlp_adapter(path)
     if kind != "linear":
-        raise DataError(f"adapter {path} has unknown adapter_type {kind!r}; allowed: linear, fused, residual_mlp")
+        raise DataError(f"adapter {path} has unknown adapter_type {kind!r}; allowed: linear, fused")
     return load_adapter(path)
 
 

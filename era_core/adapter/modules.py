@@ -1,4 +1,4 @@
-"""The adapter modules: ``LinearAdapter`` (ERA's), ``FusedAdapter`` and ``ResidualMLPAdapter`` (ours), and applying one."""
+"""The adapter modules: ``LinearAdapter`` (ERA's), ``FusedAdapter`` (ours), and applying one."""
 
 from __future__ import annotations
 
@@ -133,42 +133,6 @@ def fuse_queries(q_large: np.ndarray, q_small: np.ndarray, adapter: FusedAdapter
             f"{q_large.shape[1]}-d and {q_small.shape[1]}-d; use the encoders it was trained with, in that order"
         )
     return np.concatenate([q_large, q_small], axis=1).astype(np.float32, copy=False)
-
-
-class ResidualMLPAdapter(_Projection):
-    """``normalize(W x + b + MLP(x))`` (Drift-Adapter's residual MLP; ours, not the paper's).
-
-    MLP = Linear(in, hidden) -> GELU -> Linear(hidden, out) with the last layer zero-initialised,
-    so a fresh adapter computes exactly its linear part.
-    """
-
-    def __init__(self, in_dim: int, out_dim: int, hidden_dim: int) -> None:
-        super().__init__()
-        if min(int(in_dim), int(out_dim), int(hidden_dim)) <= 0:
-            raise ParamsError(f"adapter dims must be positive, got in={in_dim}, out={out_dim}, hidden={hidden_dim}")
-        self.proj = nn.Linear(int(in_dim), int(out_dim), bias=True)
-        self.mlp = nn.Sequential(nn.Linear(int(in_dim), int(hidden_dim)), nn.GELU(), nn.Linear(int(hidden_dim), int(out_dim)))
-        with torch.no_grad():
-            self.mlp[2].weight.zero_()
-            self.mlp[2].bias.zero_()
-
-    @property
-    def hidden_dim(self) -> int:
-        """Width of the MLP's hidden layer."""
-        return self.mlp[0].out_features
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map ``x`` ([..., in_dim]) to unit vectors ([..., out_dim])."""
-        return F.normalize(self.proj(x) + self.mlp(x), p=2, dim=-1, eps=1e-12)
-
-    @classmethod
-    def from_linear(cls, linear: LinearAdapter, hidden_dim: int) -> "ResidualMLPAdapter":
-        """Start from ``linear``'s weights (e.g. Phase 1) with a fresh, zero-output MLP (torch RNG for its first layer)."""
-        adapter = cls(linear.in_dim, linear.out_dim, hidden_dim)
-        with torch.no_grad():
-            adapter.proj.weight.copy_(linear.proj.weight)
-            adapter.proj.bias.copy_(linear.proj.bias)
-        return adapter
 
 
 def apply_adapter(adapter: LinearAdapter, x: np.ndarray, chunk: int = 4096, device: str = "cpu") -> np.ndarray:

@@ -26,7 +26,7 @@ has no ``integrity`` block (written before it existed); a full check that passes
 ``integrity`` block, so the next hit is sampled again.
 """
 
-from era_core.cache.api import cache_info, clear_cache, embed_texts
+from era_core.cache.store import cache_info, clear_cache, embed_texts
 from era_core.cache.base import CACHE_FORMAT, ROLES, VERIFY_MODES, CacheCorruptionWarning, SupportsEncode
 from era_core.cache.entries import (
     EntryPlan,

@@ -66,7 +66,7 @@ def remove_stale_temps(edir: Path) -> None:
 class EntryPlan:
     """One cache entry before it is computed: its key, folder, expected manifest and shard layout.
 
-    Several processes (``era_core.encode`` under torchrun) can each encode some shards of the same
+    Several processes (``era_core.tools.encode`` under torchrun) can each encode some shards of the same
     plan; ``finalize_entry`` then assembles them, so the result equals a single-process run.
     """
 

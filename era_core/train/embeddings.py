@@ -8,14 +8,9 @@ import numpy as np
 
 from era_core.adapter import fuse_queries
 from era_core.errors import DataError
+from era_core.methods import QUERY_SIDES
 from era_core.train.checks import check_choice
 
-QUERY_SIDES = ("large", "small", "fused")
-# Which query vectors each mode's adapter takes (``query_vectors(task, side)`` builds them).
-MODE_QUERY_SIDE = {
-    "both": "large", "label_only": "large", "alignment_only": "large", "residual_mlp": "large",
-    "small_adapter": "small", "fused": "fused",
-}  # fmt: skip
 
 
 @dataclass

@@ -21,11 +21,12 @@ from tqdm.auto import tqdm
 
 from era_core.adapter import LinearAdapter
 from era_core.errors import DataError, ParamsError, TrainingError
+from era_core.methods import QUERY_SIDES, SCHEDULES
 from era_core.negatives import STRATEGIES, TrainingTuple, build_tuples, teacher_query_vectors
 from era_core.splits import split_queries
 from era_core.train.checks import check_choice, check_finite, check_positive
-from era_core.train.embeddings import QUERY_SIDES, TaskEmbeddings, query_dim, query_vectors
-from era_core.train.schedule import SCHEDULES, schedule_plan
+from era_core.train.embeddings import TaskEmbeddings, query_dim, query_vectors
+from era_core.train.schedule import schedule_plan
 
 
 @dataclass
@@ -186,14 +187,17 @@ def prepare_label_data(
     *,
     teacher: Callable[[TaskEmbeddings], np.ndarray] | None = None,
     query_side: str = "large",
+    splits: dict[str, dict[str, list[str]]] | None = None,
 ) -> LabelData:
-    """Split every task's queries, mine train (seed 42) and val (seed 43) tuples, and stack the vectors."""
+    """Split every task's queries (or take ``splits``, computed once by the caller), mine train (seed 42) and val
+    (seed 43) tuples, and stack the vectors."""
     cfg.validate()
     check_choice("query_side", query_side, QUERY_SIDES)
     if not tasks:
         raise DataError("no training tasks given")
     teacher = teacher or default_teacher
-    splits: dict[str, dict[str, list[str]]] = {}
+    given = splits
+    splits = {}
     parts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = {"train": [], "val": []}
     all_tuples: dict[str, list[TrainingTuple]] = {"train": [], "val": []}
     offset, n_queries, n_docs = 0, 0, 0
@@ -202,7 +206,7 @@ def prepare_label_data(
         if task.name in splits:
             raise DataError(f"task {task.name!r} is listed twice")
         q_side = query_vectors(task, query_side)
-        splits[task.name] = split_task_queries(task, cfg)
+        splits[task.name] = given[task.name] if given is not None else split_task_queries(task, cfg)
         train, val = splits[task.name]["train"], splits[task.name]["val"]
         rows = {q: i for i, q in enumerate(task.qids)}
         t_vecs = teacher(task) if cfg.strategy != "random" else None

@@ -1,8 +1,8 @@
 """The training modes (§3): ERA (``both``), the baselines and our extensions, as one entry point ``train_era``.
 
 ``both`` (ERA) chains Phase 1 and Phase 2; ``label_only`` (Embedding Adapter baseline) and
-``alignment_only`` run one phase; ``small_adapter`` (the same-model control), ``fused`` and
-``residual_mlp`` are ours, each its own mode so the faithful modes are untouched.
+``alignment_only`` run one phase; ``small_adapter`` (the same-model control) and ``fused`` are
+ours, each its own mode so the faithful modes are untouched.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from era_core.adapter import FusedAdapter, LinearAdapter, ResidualMLPAdapter
+from era_core.adapter import FusedAdapter, LinearAdapter
 from era_core.errors import DataError, ParamsError
 from era_core.negatives import teacher_query_vectors
 from era_core.train.alignment import AlignmentConfig, AlignmentResult, train_alignment
 from era_core.train.checks import check_adapter_dims, check_choice
-from era_core.train.embeddings import MODE_QUERY_SIDE, TaskEmbeddings, query_vectors
+from era_core.methods import MODE_QUERY_SIDE, MODES, PHASE1_MODES
+from era_core.train.embeddings import TaskEmbeddings, query_vectors
 from era_core.train.label import (
     LabelConfig,
     LabelResult,
@@ -30,9 +31,7 @@ from era_core.train.label import (
     train_label,
 )
 
-MODES = ("both", "label_only", "alignment_only", "small_adapter", "fused", "residual_mlp")
 #: Modes whose adapter starts from Phase 1.
-PHASE1_MODES = ("both", "alignment_only", "residual_mlp")
 
 
 @dataclass
@@ -48,11 +47,12 @@ class EraResult:
     meta: dict[str, Any]
 
 
-def _compute_splits(tasks: list[TaskEmbeddings], cfg: LabelConfig) -> dict[str, dict[str, list[str]]]:
+def _compute_splits(tasks: list[TaskEmbeddings], cfg: LabelConfig,
+                    given: dict[str, dict[str, list[str]]] | None) -> dict[str, dict[str, list[str]]]:
     out = {}
     for task in tasks:
         task.validate()
-        out[task.name] = split_task_queries(task, cfg)
+        out[task.name] = given[task.name] if given is not None else split_task_queries(task, cfg)
     return out
 
 
@@ -64,7 +64,6 @@ def _phase2_start(
     label_cfg: LabelConfig,
     d_in: int,
     d_out: int,
-    mlp_hidden: int | None,
 ) -> tuple[Any, Callable[[TaskEmbeddings], np.ndarray], str]:
     """Phase 2's starting adapter, mining teacher and query side for ``mode``."""
     if mode == "both":
@@ -82,13 +81,6 @@ def _phase2_start(
         else:
             init = LinearAdapter(d_in, d_out)
             teacher = default_teacher
-        side = "large"
-    elif mode == "residual_mlp":
-        # ERA with a non-linear head: Phase 1's linear map plus a zero-output MLP; mined like ERA.
-        torch.manual_seed(label_cfg.seed)
-        init = ResidualMLPAdapter.from_linear(phase1, mlp_hidden or d_out)
-        frozen = phase1
-        teacher = lambda t: teacher_query_vectors(t.q_large, doc_dim=d_out, alignment_adapter=frozen)  # noqa: E731
         side = "large"
     else:  # small_adapter, fused: both start as the identity on q_small and mine with q_small
         missing = [t.name for t in tasks if t.q_small is None]
@@ -172,8 +164,6 @@ def _era_meta(mode: str, tasks: list[TaskEmbeddings], final: Any, align_meta: di
     }
     if mode == "fused":  # extra keys only for our modes, so the faithful modes' meta stays as it was
         meta["fused_dims"] = {"large": d_in, "small": d_out}
-    elif mode == "residual_mlp":
-        meta["mlp_hidden"] = final.hidden_dim
     return meta
 
 
@@ -185,24 +175,21 @@ def train_era(
     label_cfg: LabelConfig | None = None,
     align_pairs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
     alignment_adapter: LinearAdapter | None = None,
-    mlp_hidden: int | None = None,
+    splits: dict[str, dict[str, list[str]]] | None = None,
     progress: bool = True,
 ) -> EraResult:
     """Train an adapter in ``mode`` (``MODES``): ``both`` (ERA), ``label_only``, ``alignment_only`` or one of ours.
 
-    Ours: ``small_adapter`` (same-model control), ``fused`` (``[q_large ; q_small]`` -> small space,
-    starting as the control) and ``residual_mlp`` (ERA with a zero-initialised residual MLP head).
+    Ours: ``small_adapter`` (same-model control) and ``fused`` (``[q_large ; q_small]`` -> small space,
+    starting as the control).
 
     ``align_pairs`` = ``(x_train, y_train, x_eval, y_eval)`` for Phase 1; ``alignment_adapter``
     reuses a finished Phase 1 instead (e.g. across a train-ratio sweep). Pass one of them in
-    modes ``both``, ``alignment_only`` and ``residual_mlp``. ``mlp_hidden`` is the residual MLP's
-    width (default: the document dim); other modes reject it.
+    modes ``both`` and ``alignment_only``. ``splits`` (``{task: {"train", "val",
+    "test"}}``, from ``splits.split_units``) is the query split the caller also scores with; without it
+    each task is split here under ``label_cfg``.
     """
     check_choice("training mode", mode, MODES)
-    if mlp_hidden is not None and (mode != "residual_mlp" or mlp_hidden < 1):
-        raise ParamsError(
-            f"mlp_hidden must be a positive width and is only for mode 'residual_mlp'; got {mlp_hidden} in mode {mode!r}"
-        )
     align_cfg = align_cfg or AlignmentConfig()
     label_cfg = label_cfg or LabelConfig()
     label_cfg.validate()
@@ -212,11 +199,11 @@ def train_era(
     label: LabelResult | None = None
     remined: list[dict[str, Any]] = []
     if mode == "alignment_only":
-        splits = _compute_splits(tasks, label_cfg)
+        splits = _compute_splits(tasks, label_cfg, splits)
         final = phase1
     else:
-        init, teacher, side = _phase2_start(mode, tasks, phase1, alignment_adapter, label_cfg, d_in, d_out, mlp_hidden)
-        data = prepare_label_data(tasks, label_cfg, teacher=teacher, query_side=side)
+        init, teacher, side = _phase2_start(mode, tasks, phase1, alignment_adapter, label_cfg, d_in, d_out)
+        data = prepare_label_data(tasks, label_cfg, teacher=teacher, query_side=side, splits=splits)
         splits = data.splits
         label = train_label(init, data, label_cfg, progress=progress)
         final, remined = _remine(label.adapter, tasks, data, label_cfg, side, progress)
@@ -252,7 +239,7 @@ def _remine(adapter: Any, tasks: list[TaskEmbeddings], data: Any, cfg: LabelConf
     """
     rounds = []
     for r in range(1, cfg.remine_rounds + 1):
-        new = prepare_label_data(tasks, cfg, teacher=adapter_teacher(adapter, side), query_side=side)
+        new = prepare_label_data(tasks, cfg, teacher=adapter_teacher(adapter, side), query_side=side, splits=data.splits)
         result = train_label(adapter, new, cfg, progress=progress)
         rounds.append({"round": r, **result.summary(),
                        "changed_negatives": changed_negatives(data.train_tuples, new.train_tuples)})

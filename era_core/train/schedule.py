@@ -6,7 +6,6 @@ from typing import Callable, Protocol
 
 from era_core.errors import ParamsError
 
-SCHEDULES = ("reference", "constant")
 
 
 class ScheduleConfig(Protocol):
