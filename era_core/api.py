@@ -33,10 +33,13 @@ from era_core.metrics import evaluate as metrics_of, headline_per_query, summari
 from era_core.identical_texts import train_alignment_cached
 from era_core.retrieval import run_from_topk, topk_search
 from era_core.setup import Setup, load_units
+from era_core.splits import split_units
 from era_core.train import AlignmentConfig, LabelConfig
+from era_core.validation_choice import AUTO, Comparison, candidates, comparison
 
-__all__ = ["AlignmentConfig", "LabelConfig", "Scores", "Setup", "TrainedAdapter", "apply_and_score", "embed", "evaluate",
-           "export", "fit", "load", "load_encoder", "load_tasks", "load_units", "phase1", "save", "score_unit"]
+__all__ = ["AUTO", "AlignmentConfig", "Comparison", "LabelConfig", "Scores", "Setup", "TrainedAdapter", "apply_and_score",
+           "compare", "embed", "evaluate", "export", "fit", "load", "load_encoder", "load_tasks", "load_units", "phase1",
+           "save", "score_unit"]
 
 
 def embed(setup: Setup, units: Sequence[Unit], instructions: str = "native") -> list:
@@ -50,18 +53,28 @@ def phase1(setup: Setup, units: Sequence[Unit], config: AlignmentConfig | None =
     return train_alignment_cached(list(units), setup, config or AlignmentConfig())
 
 
-def fit(setup: Setup, embeddings: Sequence[Any], method: str = "era", *, label: LabelConfig | None = None,
+def fit(setup: Setup, embeddings: Sequence[Any], method: str = AUTO, *, label: LabelConfig | None = None,
         align: AlignmentConfig | None = None,
         phase1: Any = None, splits: Mapping[str, Mapping[str, list[str]]] | None = None,
         instructions: str = "native") -> TrainedAdapter:
-    """Train ``method`` (``era_core.methods``) on the embeddings' train split; ``phase1`` is the start of the
-    methods that have one (``phase1(...)``'s adapter). ``splits`` (``splits.split_units``) is the query split
-    the caller also scores with; without it each task is split under ``label``."""
-    from era_core.train import train_era
+    """Train ``method`` (``era_core.methods``, or ``auto``) on the embeddings' train split.
 
+    ``auto`` (the default) trains every candidate of ``validation_choice`` and keeps the one with the best
+    validation nDCG@10, which may be no adapter at all; ``meta["validation"]`` holds the comparison. ``phase1``
+    is the start of the methods that have one (``phase1(...)``'s adapter). ``splits`` (``splits.split_units``) is
+    the query split the caller also scores with; without it each task is split under ``label``.
+    """
+    if method == AUTO:
+        trained, comp = compare(setup, embeddings, AUTO, label=label, align=align, phase1=phase1, splits=splits,
+                                instructions=instructions)
+        return trained[comp.chosen]
     m = get_method(method)
     if m.phase1 and phase1 is None:
         raise ParamsError(f"method {method!r} starts from Phase 1: pass phase1= (the adapter api.phase1 returns)")
+    if m.mode == "identity":
+        return _no_adapter(setup, embeddings, method, instructions)
+    from era_core.train import train_era
+
     result = train_era(list(embeddings), m.mode, align_cfg=align, label_cfg=m.configure(label or LabelConfig()),
                        alignment_adapter=phase1 if m.phase1 else None,
                        splits=None if splits is None else {k: dict(v) for k, v in splits.items()},
@@ -69,6 +82,39 @@ def fit(setup: Setup, embeddings: Sequence[Any], method: str = "era", *, label: 
     return TrainedAdapter(result.adapter, setup.large_model, setup.small_model, method=method,
                           max_length=setup.max_length, instructions=instructions,
                           meta={**result.meta, "method": method})
+
+
+def _no_adapter(setup: Setup, embeddings: Sequence[Any], method: str, instructions: str) -> TrainedAdapter:
+    """The identity on the index model's own query vectors: retrieval exactly as the index gives it today."""
+    from era_core.adapter import LinearAdapter
+
+    dim = int(list(embeddings)[0].docs_small.shape[1])
+    return TrainedAdapter(LinearAdapter.identity(dim), setup.large_model, setup.small_model, method=method,
+                          max_length=setup.max_length, instructions=instructions, meta={"method": method})
+
+
+def compare(setup: Setup, embeddings: Sequence[Any], requested: str = AUTO, *, label: LabelConfig | None = None,
+            align: AlignmentConfig | None = None, phase1: Any = None,
+            splits: Mapping[str, Mapping[str, list[str]]] | None = None,
+            instructions: str = "native") -> tuple[dict[str, TrainedAdapter], Comparison]:
+    """Train ``requested`` (every candidate for ``auto``) and no adapter on one query split, score each on its
+    validation queries and apply the ``auto`` rule: ``({method: TrainedAdapter}, Comparison)``."""
+    label = label or LabelConfig()
+    embs = list(embeddings)
+    if splits is None:
+        splits = split_units(embs, label.train_ratio, label.val_ratio, label.eval_ratio, label.split_seed)
+    val = {name: list(s["val"]) for name, s in splits.items()}
+    if not any(val.values()):
+        raise ParamsError("no validation queries: the comparison needs some; raise val_ratio or label more queries")
+    trained, scores = {}, {}
+    for method in candidates(requested):
+        trained[method] = fit(setup, embs, method, label=label, align=align, phase1=phase1, splits=splits,
+                              instructions=instructions)
+        scores[method] = evaluate(trained[method], embs).summary(val)["overall"]["ndcg@10"]
+    comp = comparison(scores, requested, sum(len(v) for v in val.values()))
+    for t in trained.values():
+        t.meta["validation"] = comp.as_dict()
+    return trained, comp
 
 
 def score_unit(queries: np.ndarray, docs: np.ndarray, qids: list[str], doc_ids: list[str],

@@ -31,7 +31,7 @@ MODES = ("both", "label_only", "alignment_only", "small_adapter", "fused")
 PHASE1_MODES = ("both", "alignment_only")
 QUERY_SIDES = ("large", "small", "fused")
 MODE_QUERY_SIDE = {"both": "large", "label_only": "large", "alignment_only": "large", "small_adapter": "small",
-                   "fused": "fused"}
+                   "fused": "fused", "identity": "small"}
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Method:
     """One trainable method: its training mode, query side, Phase 1 use and display labels."""
 
     name: str
-    mode: str  # the trainer's mode (MODES)
+    mode: str  # the trainer's mode (MODES), or "identity": no training at all
     label: str
     short: str  # two-line label for crowded axes
     faithful: bool  # the reference has it (ERA, its label-only and alignment-only baselines)
@@ -61,7 +61,7 @@ class Method:
     @property
     def trains_on_labels(self) -> bool:
         """Whether Phase 2 (label training) runs, so the train ratio and the learning rate matter."""
-        return self.mode != "alignment_only"
+        return self.mode not in ("alignment_only", "identity")
 
     @property
     def base(self) -> str:
@@ -74,6 +74,8 @@ class Method:
 
 
 _BASE = (
+    # The index model on both sides, no training: what every adapter must beat (era_core.validation_choice).
+    Method("no_adapter", "identity", "No adapter (the index model alone)", "No\nadapter", False),
     Method("alignment_only", "alignment_only", "Alignment only", "Alignment\nonly", True),
     Method("label_only", "label_only", "Embedding Adapter (reference: label only)", "Embedding\nAdapter (ref.)", True),
     Method("era", "both", "ERA", "ERA", True),

@@ -77,3 +77,14 @@ def test_qids(units: Iterable, seed: int, val_ratio: float = 0.1, eval_ratio: fl
     """Each unit's test split: it does not depend on the train ratio (module docstring), so one split serves every
     method, trained or not."""
     return test_split(split_units(units, 0.0, val_ratio, eval_ratio, seed))
+
+
+def minimum_queries(train_ratio: float, val_ratio: float = 0.1, eval_ratio: float = 0.5) -> int:
+    """The fewest labelled queries a task needs under these ratios for one training, one validation and one test
+    query (the reference's flooring leaves small tasks without a validation query)."""
+    for n in range(1, 10_001):
+        train, val, test = split_queries([str(i) for i in range(n)], train_ratio, val_ratio, eval_ratio, seed=0)
+        if train and val and test:
+            return n
+    raise ParamsError(f"no task size up to 10,000 queries gives a validation query with val_ratio={val_ratio}; "
+                      "raise val_ratio")

@@ -14,6 +14,7 @@ import pytest
 import era_core
 from era_core import api, paths
 from era_core.errors import DataError, ParamsError
+from era_core.validation_choice import AUTO_CANDIDATES
 
 README = (paths.ROOT / "README.md").read_text(encoding="utf-8")
 
@@ -41,16 +42,18 @@ def test_the_readme_python_example_runs_and_scores_the_tiny_index(readme_folder,
     assert out.returncode == 0, out.stderr[-3000:]
     ndcg = float(out.stdout.strip().splitlines()[-1])
     assert 0.5 < ndcg <= 1.0  # one unambiguous relevant document per query
-    assert (readme_folder / "my-run-py" / "adapter.safetensors").is_file()
-    exported = json.loads((readme_folder / "my-era-model-py" / "config_sentence_transformers.json").read_text())
-    assert (exported["era"]["query_model"], exported["era"]["doc_model"]) == ("minilm-l6", "minilm-l3-onnx")
-    # What save wrote, load reads back: the same weights, encoders and method.
+    assert "validation nDCG@10 on" in out.stdout and "<- kept" in out.stdout  # the comparison table
+    # What save wrote, load reads back: the kept method, its encoders and the comparison that chose it.
     again = api.load(readme_folder / "my-run-py")
-    assert (again.large_model, again.small_model, again.method) == ("minilm-l6", "minilm-l3-onnx", "era")
+    assert (again.large_model, again.small_model) == ("minilm-l6", "minilm-l3-onnx")
+    assert again.method == again.meta["validation"]["chosen"] in AUTO_CANDIDATES
+    exported = json.loads((readme_folder / "my-era-model-py" / "config_sentence_transformers.json").read_text())
+    assert (exported["era"]["query_model"], exported["era"]["doc_model"]) == (again.query_model, "minilm-l3-onnx")
 
 
 def test_the_package_face_is_the_api():
-    for name in ("Setup", "load_units", "embed", "phase1", "fit", "evaluate", "save", "load", "export", "LabelConfig"):
+    for name in ("Setup", "load_units", "embed", "phase1", "fit", "compare", "evaluate", "save", "load", "export",
+                 "LabelConfig"):
         assert getattr(era_core, name) is getattr(api, name)
     with pytest.raises(AttributeError, match="no attribute 'train_adapter'"):
         era_core.train_adapter  # noqa: B018

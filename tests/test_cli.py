@@ -55,7 +55,8 @@ def test_train_eval_export_on_a_tiny_folder(tiny, tmp_path, capsys, one_torch_th
                  "--train-ratio", "0.4", "--align-epochs", "2", "--label-epochs", "2", "--out", str(out)]) == 0
     run = out  # the run folder itself
     summary = read_json(run / "summary.json")
-    assert summary["method"] == "era" and (run / "adapter.safetensors").is_file()
+    assert summary["requested"] == "auto" and summary["method"] == summary["validation"]["chosen"]
+    assert (run / "adapter.safetensors").is_file() and "validation nDCG@10" in capsys.readouterr().out
     lines = gzip.decompress((run / "run.trec.gz").read_bytes()).decode().splitlines()
     assert lines and all(len(line.split()) == 6 for line in lines)
     ev = tmp_path / "ev"

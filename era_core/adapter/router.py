@@ -193,7 +193,8 @@ def adapter_dense(adapter: Any) -> Any:
     if isinstance(adapter, FusedAdapter):
         raise ExportError("a fused adapter reads [q_large ; q_small]: a sentence-transformers route is a sequence of "
                           "modules and cannot concatenate two encoders' outputs without custom code "
-                          "(trust_remote_code); use it through era_core.adapter.AdaptedQueryEncoder")
+                          "(trust_remote_code); use it through era_core.adapter.AdaptedQueryEncoder, which needs era_core installed, or "
+                          "export the same-model control (era train --mode small_adapter), a standard model")
     if not isinstance(adapter, LinearAdapter):
         raise ExportError(f"a {type(adapter).__name__} has no standard sentence-transformers module; only linear "
                           "adapters are exported")
@@ -234,11 +235,12 @@ def instruction_prefix(template: str, instruction: str) -> str:
 
 def export_sentence_transformers(source: Any, out: Path | str, *, query_model: str | None = None,
                                  doc_model: str | None = None, max_length: int | None = None,
-                                 instructions: Mapping[str, str] | None = None) -> Path:
+                                 instructions: Mapping[str, str] | None = None, force: bool = False) -> Path:
     """Write a sentence-transformers Router model folder for an adapter (a ``TrainedAdapter``, a run folder or a module).
 
     ``instructions`` ({name: instruction}) become named prompts (``encode_query(q, prompt_name=name)``);
-    for a run folder the training tasks' default instructions are added.
+    for a run folder the training tasks' default instructions are added. An adapter whose validation comparison
+    says it scores below no adapter is refused unless ``force``.
 
     Example:
         >>> from era_core.adapter.router import export_sentence_transformers              # doctest: +SKIP
@@ -250,18 +252,10 @@ def export_sentence_transformers(source: Any, out: Path | str, *, query_model: s
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.base.modules import Normalize, Router
 
-    from era_core.encoders import REGISTRY
     from era_core.instructions import query_instructions
 
     src = resolve_source(source, query_model=query_model, doc_model=doc_model, max_length=max_length)
-    for key in (src.query_model, src.doc_model):
-        if key not in REGISTRY:
-            raise ExportError(f"model {key!r} is not a registry encoder; exportable: {', '.join(REGISTRY)}")
-    qspec, dspec = REGISTRY[src.query_model], REGISTRY[src.doc_model]
-    dense = adapter_dense(src.adapter)
-    if (dense.in_features, dense.out_features) != (qspec.dim, dspec.dim):
-        raise ExportError(f"the adapter maps {dense.in_features} -> {dense.out_features}, but {src.query_model} -> "
-                          f"{src.doc_model} needs {qspec.dim} -> {dspec.dim}; pass the encoders it was trained for")
+    qspec, dspec, dense = _exportable(src, force)
     out = Path(out)
     setting = src.card.get("instructions", src.instructions)
     instructed = query_instructions(qspec, setting, "x") is not None
@@ -292,6 +286,33 @@ def export_sentence_transformers(source: Any, out: Path | str, *, query_model: s
             os.replace(out, old)
         os.replace(stage, out)
     return out
+
+
+def _exportable(src: TrainedAdapter, force: bool) -> tuple[Any, Any, Any]:
+    """The two encoders' specs and the adapter's Dense layer, after refusing what cannot or should not be exported."""
+    from era_core.encoders import REGISTRY
+
+    validation = src.meta.get("validation") or {}
+    if validation.get("warning") and not force:
+        raise ExportError(f"refusing to export: {validation['warning']}. Pass --force (force=True) to export it anyway")
+    if src.query_side == "fused" and validation.get("rows"):
+        # Name the best adapter that does export, with what it gives up on validation.
+        rows = {r["method"]: r["ndcg@10"] for r in validation["rows"]}
+        alt = max((m for m in rows if m != "fused"), key=lambda m: rows[m])
+        raise ExportError(f"a fused adapter reads the large and the small model's query vectors at once, which a "
+                          f"sentence-transformers route cannot express without custom code; the best adapter that "
+                          f"exports here is {alt} ({rows[alt]:.4f} validation nDCG@10 against fused's "
+                          f"{rows['fused']:.4f}): train it with --mode {alt}, or use the fused adapter through "
+                          "era_core.adapter.AdaptedQueryEncoder (needs era_core installed)")
+    for key in (src.query_model, src.doc_model):
+        if key not in REGISTRY:
+            raise ExportError(f"model {key!r} is not a registry encoder; exportable: {', '.join(REGISTRY)}")
+    qspec, dspec = REGISTRY[src.query_model], REGISTRY[src.doc_model]
+    dense = adapter_dense(src.adapter)
+    if (dense.in_features, dense.out_features) != (qspec.dim, dspec.dim):
+        raise ExportError(f"the adapter maps {dense.in_features} -> {dense.out_features}, but {src.query_model} -> "
+                          f"{src.doc_model} needs {qspec.dim} -> {dspec.dim}; pass the encoders it was trained for")
+    return qspec, dspec, dense
 
 
 def _prompts(src: TrainedAdapter, setting: str, instructed: bool, named: dict[str, str]) -> dict[str, str]:
@@ -333,6 +354,29 @@ def _yaml_str(s: str) -> str:
     return '"' + str(s).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
+def _training_section(card: Mapping[str, Any], ndcg: float | None) -> list[str]:
+    """The card's training facts: method, data and its size, instruction policy, and how it compares with no
+    adapter on validation (and on test, where known)."""
+    if not card:
+        return []
+    n_train = f", {card['n_train_queries']} training queries" if "n_train_queries" in card else ""
+    lines = ["## Training", "",
+             f"- method: `{card.get('method')}`, train ratio {card.get('train_ratio')}, seed {card.get('seed')}",
+             f"- instruction policy: `{card.get('instructions')}` (query template `{card.get('instruction_template')}`)",
+             f"- data: {card.get('benchmark')} ({len(card.get('train_units') or [])} training units: "
+             f"{', '.join(card.get('train_units') or [])}{n_train})"]
+    if ndcg is not None:
+        lines.append(f"- test nDCG@10 (macro over tasks, the run's `summary.json`): {float(ndcg):.4f}")
+    validation = card.get("validation")
+    if validation:
+        lines += ["", f"Validation nDCG@10 on {validation['n_val_queries']} queries, against the index model with no "
+                  f"adapter ({validation['reason']}):", "", "| method | nDCG@10 | vs no adapter |", "|---|---|---|"]
+        lines += [f"| {r['method']} | {r['ndcg@10']:.4f} | {r['delta_vs_no_adapter']:+.4f} |" for r in validation["rows"]]
+        if validation.get("warning"):
+            lines += ["", f"**Warning:** {validation['warning']}."]
+    return lines + [""]
+
+
 def model_card_markdown(src: TrainedAdapter, prompts: Mapping[str, str]) -> str:
     """An HF-style README.md: YAML front matter (base models, licences, data, nDCG@10) and usage."""
     from era_core.encoders import REGISTRY
@@ -361,15 +405,7 @@ def model_card_markdown(src: TrainedAdapter, prompts: Mapping[str, str]) -> str:
               "| base model | side | licence |", "|---|---|---|",
               f"| `{q.hub_id}` | query | {LICENSES.get(src.query_model, 'see its model card')} |",
               f"| `{d.hub_id}` | document | {LICENSES.get(src.doc_model, 'see its model card')} |", ""]
-    if card:
-        lines += ["## Training", "",
-                  f"- method: `{card.get('method')}`, train ratio {card.get('train_ratio')}, seed {card.get('seed')}, "
-                  f"instructions {card.get('instructions')}",
-                  f"- data: {bench} ({len(card.get('train_units') or [])} training units: "
-                  f"{', '.join(card.get('train_units') or [])})"]
-        if ndcg is not None:
-            lines.append(f"- test nDCG@10 (macro over tasks, the run's `summary.json`): {float(ndcg):.4f}")
-        lines.append("")
+    lines += _training_section(card, ndcg)
     lines += ["## Usage", "", "```python", "from sentence_transformers import SentenceTransformer", "",
               "model = SentenceTransformer('path/to/this/folder')",
               "docs = model.encode_document(['a document'])   # the document model, unchanged",

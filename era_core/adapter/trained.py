@@ -96,6 +96,8 @@ def run_card(folder: Path) -> dict[str, Any]:
         "test_metrics_overall": summary["scopes"]["test"]["overall"],
         "test_metrics_per_domain": summary["scopes"]["test"]["per_domain"],
         "config_key": summary["config_key"],
+        # era train's own-data runs: the training size and the validation comparison against no adapter
+        **{k: summary[k] for k in ("n_train_queries", "validation") if k in summary},
     }
 
 

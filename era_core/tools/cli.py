@@ -12,9 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from era_core.errors import EraError, ParamsError
+from era_core.errors import DataError, EraError, ParamsError
 from era_core.instructions import INSTRUCTION_SETTINGS
 from era_core.methods import METHODS, get_method
+from era_core.validation_choice import AUTO, RULE
 
 
 def _setup(data: Path, units: list, query_model: str, doc_model: str, max_length: int) -> Any:
@@ -24,59 +25,103 @@ def _setup(data: Path, units: list, query_model: str, doc_model: str, max_length
                  large_model=query_model, small_model=doc_model, max_length=max_length, dtype="float32", progress=False)
 
 
-def _units(data: str, split: str) -> tuple[Path, list]:
+def _units(data: str, split: str, *, strict: bool = False) -> tuple[Path, list]:
     from era_core.data.beir import load_folder_tasks
 
     folder = Path(data)
-    tasks = load_folder_tasks(folder, split=split)
+    tasks = load_folder_tasks(folder, split=split, strict=strict)
     return folder, [u for t in tasks for u in t.units()]
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    """Train an adapter on a folder through the API; write its run folder (adapter, meta, summary, TREC files) to
-    ``--out``."""
-    from era_core import api
-    from era_core.cache.keys import config_hash
-    from era_core.io import write_json
+def _check_user_data(units: list, train_ratio: float, val_ratio: float, eval_ratio: float) -> None:
+    """Refuse, before any encoding, data a run cannot use: empty texts, and tasks too small to split."""
+    from era_core.splits import minimum_queries
+
+    need = minimum_queries(train_ratio, val_ratio, eval_ratio)
+    for u in units:
+        empty = [f"query {q!r}" for q, t in u.queries.items() if not t.strip()]
+        empty += [f"document {d!r}" for d, t in u.corpus.items() if not t.strip()]
+        if empty:
+            raise DataError(f"task {u.name!r} has {len(empty)} empty text(s), e.g. {', '.join(empty[:3])}; give every "
+                            "query and document some text, or remove them (and their qrels)")
+        n = len(u.labelled_qids())
+        if n < need:
+            raise DataError(f"task {u.name!r} has {n} labelled queries; --train-ratio {train_ratio:g} with a "
+                            f"{val_ratio:g} validation and {eval_ratio:g} test share needs at least {need} for one "
+                            "training, one validation and one test query: label more queries, or drop the task")
+
+
+def _train_config(args: argparse.Namespace, folder: Path) -> Any:
+    """The 03_training defaults with what the command line sets, validated."""
     from era_core.paper.config import Config
     from era_core.paper.params import SCHEMAS, validate
-    from era_core.seeding import seed_everything
-    from era_core.setup import encoder_identity
-    from era_core.splits import split_units, test_split
-    from era_core.trec import QRELS_FILE, RUN_FILE, write_qrels, write_run
 
     if not 0 < args.train_ratio <= 1:
         raise ParamsError(f"--train-ratio must be in (0, 1], got {args.train_ratio}")
-    folder, units = _units(args.data, args.split)
     given = {"large_model": args.query_model, "small_model": args.doc_model, "max_length": args.max_length,
              "seed": args.seed, "dtype": "float32", "progress": False, "benchmark": str(folder.resolve())}
     given.update({k: v for k, v in (("align_epochs", args.align_epochs), ("label_epochs", args.label_epochs))
                   if v is not None})
-    cfg = Config.from_params(validate("03_training", {k: v.default for k, v in SCHEMAS["03_training"].items()} | given))
+    return Config.from_params(validate("03_training", {k: v.default for k, v in SCHEMAS["03_training"].items()} | given))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train an adapter on a folder through the API; compare it with no adapter on the validation queries; write
+    the kept adapter's run folder (adapter, meta, summary, TREC files) to ``--out``."""
+    from era_core import api
+    from era_core.seeding import seed_everything
+    from era_core.splits import split_units
+    from era_core.validation_choice import candidates
+
+    folder, units = _units(args.data, args.split, strict=True)
+    cfg = _train_config(args, folder)
+    _check_user_data(units, args.train_ratio, cfg.val_ratio, cfg.eval_ratio)
+    splits = split_units(units, args.train_ratio, cfg.val_ratio, cfg.eval_ratio, args.seed)
     setup = _setup(folder, units, args.query_model, args.doc_model, args.max_length)
-    method = get_method(args.mode)
     embeddings = api.embed(setup, units, args.instructions)
-    splits = split_units(embeddings, args.train_ratio, cfg.val_ratio, cfg.eval_ratio, args.seed)
     seed_everything(args.seed)
     align = cfg.alignment(args.seed, setup.device)
-    start = api.phase1(setup, units, align)[0] if method.phase1 else None
-    trained = api.fit(setup, embeddings, args.mode, label=cfg.label(None, args.train_ratio, args.seed, setup.device),
-                      align=align, phase1=start, splits=splits, instructions=args.instructions)
-    scores = api.evaluate(trained, embeddings)
-    keep = test_split(splits)
-    record = {"params": cfg.params, "encoders": encoder_identity(setup), "instructions": args.instructions}
-    trained.meta = {**trained.meta, "config": record, "config_key": config_hash(record)}
-    out = Path(args.out)
-    api.save(trained, out)
-    write_run(out / RUN_FILE, scores.runs, tag=f"era-{args.mode}", keep=keep)
-    write_qrels(out / QRELS_FILE, {te.name: te.qrels for te in embeddings}, keep=keep)
-    summary = {"protocol": "own", "method": args.mode, "seed": args.seed, "train_ratio": args.train_ratio,
-               "instructions": args.instructions, "train_units": [u.name for u in units],
-               "config_key": trained.meta["config_key"], "scopes": {"test": scores.summary(keep)}}
-    write_json(out / "summary.json", summary)
-    print(f"trained {args.mode}: test nDCG@10 {summary['scopes']['test']['overall'].get('ndcg@10', float('nan')):.4f}; "
-          f"run folder {out}")
+    start = (api.phase1(setup, units, align)[0] if any(get_method(m).phase1 for m in candidates(args.mode))
+             else None)
+    trained, comp = api.compare(setup, embeddings, args.mode, label=cfg.label(None, args.train_ratio, args.seed,
+                                                                              setup.device),
+                                align=align, phase1=start, splits=splits, instructions=args.instructions)
+    print(comp.table())
+    print(f"kept {comp.chosen}: {comp.reason}")
+    if comp.warning:
+        print(f"era train: WARNING: {comp.warning}", file=sys.stderr)
+    summary = _write_train_run(Path(args.out), trained[comp.chosen], embeddings, splits, cfg, setup, args)
+    print(f"test nDCG@10 of {comp.chosen}: {summary['scopes']['test']['overall'].get('ndcg@10', float('nan')):.4f}; "
+          f"run folder {args.out}")
     return 0
+
+
+def _write_train_run(out: Path, trained: Any, embeddings: list, splits: dict, cfg: Any, setup: Any,
+                     args: argparse.Namespace) -> dict[str, Any]:
+    """The run folder of ``era train``: adapter, meta (config and key), TREC files of the test split, summary."""
+    from era_core import api
+    from era_core.cache.keys import config_hash
+    from era_core.io import write_json
+    from era_core.setup import encoder_identity
+    from era_core.splits import test_split
+    from era_core.trec import QRELS_FILE, RUN_FILE, write_qrels, write_run
+
+    scores, keep = api.evaluate(trained, embeddings), test_split(splits)
+    record = {"params": cfg.params, "encoders": encoder_identity(setup), "instructions": args.instructions,
+              "mode": args.mode}
+    trained.meta = {**trained.meta, "config": record, "config_key": config_hash(record)}
+    api.save(trained, out)
+    write_run(out / RUN_FILE, scores.runs, tag=f"era-{trained.method}", keep=keep)
+    write_qrels(out / QRELS_FILE, {te.name: te.qrels for te in embeddings}, keep=keep)
+    validation = trained.meta["validation"]
+    summary = {"protocol": "own", "method": trained.method, "requested": args.mode, "seed": args.seed,
+               "train_ratio": args.train_ratio, "instructions": args.instructions,
+               "train_units": [te.name for te in embeddings],
+               "n_train_queries": sum(len(s["train"]) for s in splits.values()),
+               "config_key": trained.meta["config_key"], "validation": validation, "warning": validation["warning"],
+               "scopes": {"test": scores.summary(keep)}}
+    write_json(out / "summary.json", summary)
+    return summary
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -109,7 +154,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from era_core import api
 
     out = api.export(args.source, args.out, query_model=args.query_model, doc_model=args.doc_model,
-                     max_length=args.max_length)
+                     max_length=args.max_length, force=args.force)
     print(f"exported {args.source} to {out}")
     return 0
 
@@ -152,8 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     data_args(t)
     t.add_argument("--query-model", required=True, help="query-side (large) encoder key, e.g. minilm-l6")
     t.add_argument("--doc-model", required=True, help="document-side (small) encoder key, e.g. minilm-l3-onnx")
-    t.add_argument("--mode", choices=list(METHODS), default="era",
-                   help="training method (default: era)")
+    t.add_argument("--mode", choices=[AUTO, *METHODS], default=AUTO,
+                   help=f"training method (default: auto). Every mode is compared with no adapter on the validation "
+                        f"queries and warns when it scores below it. auto keeps {RULE}")
     t.add_argument("--train-ratio", type=float, default=0.4, help="share of labelled queries to train on (default: 0.4)")
     t.add_argument("--seed", type=int, default=42, help="seed of the split and training (default: 42)")
     t.add_argument("--align-epochs", type=int, default=None, help="Phase 1 epochs (default: the package default)")
@@ -167,11 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_eval)
 
     x = sub.add_parser("export", help="write a sentence-transformers model folder", description=cmd_export.__doc__)
-    x.add_argument("source", help="run folder (results/runs/<protocol>/<run>) or adapter folder")
+    x.add_argument("source", help="run folder (the --out of era train, or results/runs/<protocol>/<run>)")
     x.add_argument("--out", required=True, help="output model folder")
     x.add_argument("--query-model", default=None, help="override the query encoder key")
     x.add_argument("--doc-model", default=None, help="override the document encoder key")
     x.add_argument("--max-length", type=int, default=None, help="token truncation length (default: the run's)")
+    x.add_argument("--force", action="store_true", help="export even an adapter that scored below no adapter on "
+                   "the validation queries (refused otherwise)")
     x.set_defaults(func=cmd_export)
 
     p = sub.add_parser("params", help="check a notebook's parameter file, or list its parameters",

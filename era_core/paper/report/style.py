@@ -46,6 +46,7 @@ def theme() -> dict[str, Any]:
 #: One colour per method, identical in every figure.
 METHOD_COLORS = {
     "zero_shot_small": "#7f7f7f",
+    "no_adapter": "#7f7f7f",  # the same vectors as zero-shot small
     "zero_shot_large": "#000000",
     "alignment_only": "#9467bd",
     "label_only": "#ff7f0e",
