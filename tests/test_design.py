@@ -156,6 +156,28 @@ def test_make_rules_follow_each_notebooks_imports(tmp_path, notebook):
     assert ("era_core/train/label.py" in line) is trains and ("era_core/paper/runs.py" in line) is trains
     assert "era_core/paper/report/make.py" in line
     assert "era_core/tools/" not in line
-    mtime = out.stat().st_mtime_ns
-    deps.main(["--makefile", str(out), "--exe", "results/executed"])
-    assert out.stat().st_mtime_ns == mtime  # unchanged rules keep their mtime: make restarts for nothing else
+
+
+
+def test_source_digests_ignore_outputs_and_follow_code(tmp_path):
+    import json
+    import shutil
+
+    nb = tmp_path / "03_training.ipynb"
+    shutil.copy(paths.ROOT / "notebooks" / "03_training.ipynb", nb)
+    src = tmp_path / "src"
+    assert deps.main(["--makefile", str(tmp_path / "d.mk"), "--sources", str(src), str(nb)]) == 0
+    stamp = src / "03_training.sha"
+    mtime = stamp.stat().st_mtime_ns
+    book = json.loads(nb.read_text())
+    code = next(c for c in book["cells"] if c["cell_type"] == "code" and "parameters" not in c["metadata"].get("tags", []))
+    code["outputs"] = [{"output_type": "stream", "name": "stdout", "text": ["what a JupyterLab save keeps\n"]}]
+    code["execution_count"] = 7
+    book["metadata"]["widgets"] = {"state": {}}
+    nb.write_text(json.dumps(book))
+    deps.main(["--makefile", str(tmp_path / "d.mk"), "--sources", str(src), str(nb)])
+    assert stamp.stat().st_mtime_ns == mtime  # outputs only: the digest, and so make's prerequisite, is untouched
+    code["source"] = ["print('an edit')\n"]
+    nb.write_text(json.dumps(book))
+    deps.main(["--makefile", str(tmp_path / "d.mk"), "--sources", str(src), str(nb)])
+    assert stamp.stat().st_mtime_ns != mtime

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -21,12 +22,13 @@ RESULTS = ["zero_shot.json", "alignment.json", "training.json", "lodo.json", "do
            "alignment_scaling.json", "alignment_ladder.json", "datasheet.md"]
 
 
-def make(target: str, out: Path, *extra: str, check: bool = True, cache: Path | None = None) -> subprocess.CompletedProcess:
+def make(target: str, out: Path, *extra: str, check: bool = True, cache: Path | None = None,
+         cwd: Path = paths.ROOT) -> subprocess.CompletedProcess:
     cmd = ["make", target, "PROFILE=smoke", f"RES={out}/results", f"FIG={out}/figures", *extra]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ERA_")}
     if cache is not None:
         env["ERA_CACHE_DIR"] = str(cache)
-    proc = subprocess.run(cmd, cwd=paths.ROOT, capture_output=True, text=True, env=env)
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc
@@ -100,6 +102,55 @@ def test_results_record_the_encoder_precision(two_runs):
 def test_second_make_is_a_no_op(two_runs):
     a, _ = two_runs
     assert make("paper", a, "-q", check=False).returncode == 0
+
+
+def _scratch_clone(tmp_path: Path) -> Path:
+    """A git clone holding this working tree as one commit, with the shared venv, every file older than run a."""
+    scratch = tmp_path / "clone"
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(scratch)]
+    subprocess.run(["git", "init", "-q", str(scratch)], check=True)
+    tracked = subprocess.run(["git", "ls-files"], cwd=paths.ROOT, capture_output=True, text=True, check=True).stdout
+    for rel in tracked.splitlines():
+        if (paths.ROOT / rel).is_file():
+            (scratch / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(paths.ROOT / rel, scratch / rel)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "snapshot"], check=True)
+    (scratch / ".venv").symlink_to(paths.ROOT / ".venv")
+    old = 1_000_000_000  # 2001: older than anything run a wrote
+    for f in scratch.rglob("*"):
+        if ".git" not in f.relative_to(scratch).parts and f.name != ".venv":
+            os.utime(f, (old, old), follow_symlinks=False)
+    return scratch
+
+
+def test_saving_a_notebook_with_outputs_reruns_nothing_and_commits_no_output(two_runs, tmp_path):
+    """What a JupyterLab save does to a notebook (outputs, execution counts, widget state) changes neither what
+    `make paper` reruns nor what git commits."""
+    import json
+
+    a = tmp_path / "run_a"  # a copy (times kept): the checks below rewrite its make bookkeeping
+    shutil.copytree(two_runs[0] / "results", a / "results", symlinks=True)
+    shutil.copytree(two_runs[0] / "figures", a / "figures", symlinks=True)
+    scratch = _scratch_clone(tmp_path)
+    assert make("paper", a, "-q", check=False, cwd=scratch).returncode == 0  # the clone agrees with run a
+    # The filter `make venv` installs (the same command), then a notebook saved with outputs.
+    subprocess.run([str(scratch / ".venv" / "bin" / "python"), "-m", "nbstripout", "--install"], cwd=scratch, check=True)
+    nb = scratch / "notebooks" / "03_training.ipynb"
+    book = json.loads(nb.read_text())
+    for i, cell in enumerate(c for c in book["cells"] if c["cell_type"] == "code"):
+        cell["execution_count"] = i + 1
+        cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": [f"output {i}\n"]}]
+    book["metadata"]["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    nb.write_text(json.dumps(book, indent=1))
+    assert make("paper", a, "-q", check=False, cwd=scratch).returncode == 0  # nothing to rerun
+    diff = subprocess.run(["git", "-C", str(scratch), "diff", "--", "notebooks/"], capture_output=True, text=True)
+    assert diff.returncode == 0 and diff.stdout == ""  # git sees the stripped notebook: no output to commit
+    # A real edit of the code is still seen.
+    code = next(c for c in book["cells"] if c["cell_type"] == "code" and "parameters" not in c["metadata"].get("tags", []))
+    code["source"] = ["print('an edit')\n"]
+    nb.write_text(json.dumps(book, indent=1))
+    assert make("paper", a, "-q", check=False, cwd=scratch).returncode == 1
 
 
 def test_editing_figures_params_reruns_only_figures(two_runs):

@@ -95,9 +95,16 @@ def test_notebooks_declare_only_their_own_knobs_at_the_default_profiles_values(n
         assert eval(declared[name]["default"]) == defaults.get(name, schema[name].default), name  # literals only
 
 
+def _stored(nb):
+    """The notebook as git stores it (the index, which a JupyterLab save does not touch), else the file."""
+    proc = subprocess.run(["git", "show", f":{nb.relative_to(paths.ROOT).as_posix()}"], cwd=paths.ROOT,
+                          capture_output=True, text=True)
+    return nbformat.reads(proc.stdout, as_version=4) if proc.returncode == 0 else nbformat.read(nb, as_version=4)
+
+
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_is_stripped_and_parameters_cell_is_first_code_cell(nb):
-    book = nbformat.read(nb, as_version=4)
+def test_stored_notebook_is_stripped_and_parameters_cell_is_first_code_cell(nb):
+    book = _stored(nb)
     code = [c for c in book.cells if c.cell_type == "code"]
     assert "parameters" in code[0].metadata.get("tags", [])
     assert all(not c.outputs and c.execution_count is None for c in code)

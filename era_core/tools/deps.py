@@ -8,8 +8,11 @@ An import anywhere in a file counts (also inside a function: it runs when the fu
 Importing anything inside ``data/offline/`` counts as importing all of it, because it loads its
 builders by name (``importlib``), which no static reading sees.
 
-    python -m era_core.tools.deps --makefile OUT [--exe DIR]   # one make rule per notebook
-    python -m era_core.tools.deps notebooks/03_training.ipynb  # the files, one per line
+    python -m era_core.tools.deps --makefile OUT [--exe DIR] [--sources DIR]   # make rules (and source digests)
+    python -m era_core.tools.deps notebooks/03_training.ipynb                  # the files, one per line
+
+A notebook's own make prerequisite is the digest of its stripped source (``--sources``), not the file:
+saving it with outputs in JupyterLab changes the file but not the digest, so nothing reruns.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import ast
 import functools
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -161,6 +165,26 @@ def notebook_deps(path: Path | str, graph: dict[str, set[str]] | None = None) ->
     return sorted(closure(imported_modules(notebook_source(path)), graph))
 
 
+def source_digest(path: Path | str) -> str:
+    """SHA-256 of a notebook's code and markdown (cell types, sources and tags): outputs, execution counts and
+    metadata, which a JupyterLab save changes, are left out."""
+    nb = json.loads(Path(path).read_text(encoding="utf-8"))
+    cells = [[c["cell_type"], "".join(c["source"]), sorted(c.get("metadata", {}).get("tags", []))] for c in nb["cells"]]
+    return hashlib.sha256(json.dumps(cells, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def write_source_digests(notebooks: list[Path], folder: Path) -> list[Path]:
+    """``<folder>/<stem>.sha`` per notebook, written only when the digest changed (its mtime is what make reads)."""
+    written = []
+    for nb in notebooks:
+        out = Path(folder) / f"{Path(nb).stem}.sha"
+        digest = source_digest(nb) + "\n"
+        if not out.is_file() or out.read_text() != digest:
+            atomic_write_bytes(out, digest.encode("utf-8"))
+            written.append(out)
+    return written
+
+
 def makefile_rules(notebooks: list[Path], exe: str) -> str:
     """One prerequisite-only make rule per notebook: ``<exe>/<stem>.ipynb: <files>``."""
     graph = module_graph()
@@ -178,15 +202,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks (default: notebooks/*.ipynb)")
     parser.add_argument("--makefile", type=Path, help="write make rules here instead of listing files")
     parser.add_argument("--exe", default="results/executed", help="folder of the executed notebooks (make targets)")
+    parser.add_argument("--sources", type=Path, help="with --makefile: also write <DIR>/<notebook>.sha, each "
+                        "notebook's stripped-source digest, rewritten only when it changes")
     args = parser.parse_args(argv)
     notebooks = args.notebooks or sorted((paths.ROOT / "notebooks").glob("*.ipynb"))
     missing = [str(n) for n in notebooks if not Path(n).exists()]
     if missing:
         parser.error(f"no such notebook: {', '.join(missing)}")
     if args.makefile:
-        text = makefile_rules(notebooks, args.exe).encode("utf-8")
-        if not args.makefile.exists() or args.makefile.read_bytes() != text:  # unchanged: keep its mtime
-            atomic_write_bytes(args.makefile, text)
+        if args.sources is not None:
+            write_source_digests(notebooks, args.sources)
+        # Always rewritten: make reruns this when any prerequisite is newer (a notebook saved with outputs), and
+        # a fresh mtime keeps the next make from running it again. Nothing depends on the file's time.
+        atomic_write_bytes(args.makefile, makefile_rules(notebooks, args.exe).encode("utf-8"))
         return 0
     root = paths.ROOT.resolve()
     for nb in notebooks:

@@ -167,7 +167,10 @@ def figure_cost_quality(results: Path | str = paths.RESULTS, figures: Path | str
                "era": "o", "small_adapter": "v", "fused": "P", "embedding_adapter": "<"}
     # A re-mined variant costs what its base method costs: it would sit on top of it.
     present = [m for m in METHODS if m in set(points.method) and m in markers]
-    points = points[points.method.isin(present)]
+    # One point per method: the trained ones at the largest train ratio (ndcg_vs_ratio.pdf has the others), so
+    # that no two labels of one method stack at its single query cost.
+    top = float(points.train_ratio.max())
+    points = points[points.method.isin(present) & (points.train_ratio.isna() | (points.train_ratio == top))]
     setup = zs["setup"]
 
     def render() -> plt.Figure:
@@ -186,17 +189,12 @@ def figure_cost_quality(results: Path | str = paths.RESULTS, figures: Path | str
                 # Above the point: the legend sits right of the axes and ratio labels go left.
                 ax.annotate(f"{key} ({costs[m]:g} ms)", (float(s.ms.iloc[0]), float(s[mean].iloc[0])), xytext=(0, 8),
                             textcoords="offset points", fontsize=7, va="bottom", ha="center", color=METHOD_COLORS[m])
-            for x, r, y in zip(s.ms, s.train_ratio, s[mean]):
-                if not pd.isna(r):
-                    # Ratio labels go left, model names right, so they never collide.
-                    ax.annotate(f"r={r:g}", (x, y), xytext=(-8, 0), textcoords="offset points", fontsize=7,
-                                va="center", ha="right", color=METHOD_COLORS[m])
         ax.set_xscale("log")
         lo, hi = min(costs[m] for m in present), max(costs[m] for m in present)
         ax.set_xlim(lo / 3.0, hi * 3.0)
         ax.set_xlabel("Measured query cost (ms per query, log scale; 2 significant figures)")
         ax.set_ylabel(f"nDCG@10 (test split, overall; {ERRORBAR_TEXT})")
-        ax.set_title(f"Cost vs. quality (instructions {main_instructions})")
+        ax.set_title(f"Cost vs. quality (instructions {main_instructions}; trained methods at train ratio {top:g})")
         # Below the axes, so the note never hides a point.
         ax.text(0.5, -0.16, "Query cost = measured query-encoder time (01_zero_shot); documents are indexed once "
                 "with the small model.\nERA, Embedding Adapter and alignment-only use the large model, the small "

@@ -77,7 +77,8 @@ def encoder_pairs_table(results: Path | str = paths.RESULTS) -> list[Path]:
 
 def figure_gap_closed(results: Path | str = paths.RESULTS, figures: Path | str = paths.FIGURES,
                       main_instructions: str = "native") -> Path:
-    """``encoder_pairs_gap.pdf``: share of the zero-shot gap closed vs train ratio, per pair and method (±1 sd)."""
+    """``encoder_pairs_gap.pdf``: share of the zero-shot gap closed per pair and method, one panel per train ratio
+    (±1 sd)."""
     seeds = _one_setting(encoder_pairs_seed_frame(results), main_instructions, "encoder_pairs.json")
     inst = seeds.instructions.iloc[0]
     trained = seeds[seeds.train_ratio.notna() & seeds.gap_closed.notna()]
@@ -86,26 +87,35 @@ def figure_gap_closed(results: Path | str = paths.RESULTS, figures: Path | str =
                        "rerun 07_encoder_pairs with methods and a pair whose large model beats its small one")
     trained = trained.assign(train_ratio=trained.train_ratio.astype(float),
                              Method=[METHOD_LABELS[m] for m in trained.method])
-    methods = [METHOD_LABELS[m] for m in METHODS if m in set(trained.method)]
+    methods = [m for m in METHODS if m in set(trained.method)]
     pairs = list(dict.fromkeys(trained.pair))
-    colors = sns.color_palette("colorblind", n_colors=max(len(pairs), 1)).as_hex()
+    ratios = sorted(set(trained.train_ratio))
 
     def render() -> plt.Figure:
-        fig, ax = plt.subplots(figsize=(7.2, 4.4))
-        sns.lineplot(data=trained, x="train_ratio", y="gap_closed", hue="pair", hue_order=pairs,
-                     palette=dict(zip(pairs, colors)), style="Method", style_order=methods, markers=True,
-                     errorbar=ERRORBAR, err_kws={"alpha": 0.15, "lw": 0}, lw=1.6, ms=7, ax=ax)
-        ax.axhline(0.0, color=METHOD_COLORS["zero_shot_small"], ls="--", lw=1.2)
-        ax.axhline(1.0, color=METHOD_COLORS["zero_shot_large"], ls="--", lw=1.2)
-        ax.text(1.0, 0.0, " zero-shot small", transform=ax.get_yaxis_transform(), va="center", ha="left", fontsize=7)
-        ax.text(1.0, 1.0, " zero-shot large", transform=ax.get_yaxis_transform(), va="center", ha="left", fontsize=7)
-        ratios = sorted(set(trained.train_ratio))
-        ax.set_xticks(ratios)
-        ax.set_xticklabels([f"{r:g}" for r in ratios])
-        ax.set_xlabel("Train ratio")
-        ax.set_ylabel(f"Gap closed ({ERRORBAR_TEXT})")
-        ax.set_title(f"Encoder pairs: share of the zero-shot gap closed (instructions {inst})")
-        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.16, 1.0), framealpha=0.9)
+        # One dot per pair and method (seeds' mean, ±1 sd), pairs side by side: a train ratio is a panel, not an
+        # axis, so a study at one ratio does not stack every marker in one column.
+        fig, axes = plt.subplots(1, len(ratios), figsize=(1.6 + 1.9 * len(pairs) * len(ratios), 4.6), squeeze=False,
+                                 sharey=True)
+        for ax, ratio in zip(axes[0], ratios):
+            sns.pointplot(data=trained[trained.train_ratio == ratio], x="pair", y="gap_closed", order=pairs,
+                          hue="Method", hue_order=[METHOD_LABELS[m] for m in methods],
+                          palette={METHOD_LABELS[m]: METHOD_COLORS[m] for m in methods},
+                          dodge=0.45 if len(methods) > 1 else False,  # seaborn divides by (hues - 1)
+                          linestyle="none", errorbar=ERRORBAR, capsize=0.08, err_kws={"linewidth": 1.0},
+                          markersize=6, ax=ax)
+            ax.axhline(0.0, color=METHOD_COLORS["zero_shot_small"], ls="--", lw=1.2)
+            ax.axhline(1.0, color=METHOD_COLORS["zero_shot_large"], ls="--", lw=1.2)
+            ax.set_xticks(range(len(pairs)))
+            ax.set_xticklabels([p.replace(">", "\n→ ") for p in pairs], fontsize=7)
+            ax.set_xlabel(f"Encoder pair (query → index), train ratio {ratio:g}")
+            ax.set_ylabel(f"Gap closed ({ERRORBAR_TEXT})")
+            if ax is not axes[0][-1]:
+                ax.get_legend().remove()
+        last = axes[0][-1]
+        last.text(1.0, 0.0, " zero-shot small", transform=last.get_yaxis_transform(), va="center", ha="left", fontsize=7)
+        last.text(1.0, 1.0, " zero-shot large", transform=last.get_yaxis_transform(), va="center", ha="left", fontsize=7)
+        sns.move_legend(last, "upper left", bbox_to_anchor=(1.16, 1.0), framealpha=0.9, title=None)
+        fig.suptitle(f"Encoder pairs: share of the zero-shot gap closed (instructions {inst})", fontsize=10)
         return fig
 
     return _figure(render, Path(figures) / "encoder_pairs_gap.pdf")

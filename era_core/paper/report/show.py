@@ -80,11 +80,12 @@ CAPTIONS = {
                          "error bars ±1 sd over seeds."),
     "cost_quality": ("Cost against quality",
                      "Measured query cost (ms per query, rounded to 2 significant figures) against overall nDCG@10 "
-                     "of every method; error bars ±1 sd over seeds."),
+                     "of every method, the trained ones at the largest train ratio; error bars ±1 sd over seeds."),
     "encoder_pairs_gap": ("Encoder pairs: gap closed",
-                          "Per encoder pair and train ratio, the share of the gap between zero-shot small and "
-                          "zero-shot large that each trained method closes (0 = zero-shot small, 1 = zero-shot "
-                          "large); lines are means, bands ±1 sd over seeds."),
+                          "Per encoder pair (one panel per train ratio), the share of the gap between zero-shot small "
+                          "and zero-shot large that each trained method closes (0 = zero-shot small, 1 = zero-shot "
+                          "large); markers are means, error bars ±1 sd over seeds. Below 0, the method is worse than "
+                          "the index model's own zero-shot."),
 }
 
 
