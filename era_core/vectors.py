@@ -66,6 +66,7 @@ def task_embeddings(units: list[Unit], setup: Setup, instructions: str, *, need_
                 q_large=embed_queries(setup.large_model, unit, setup, instructions),
                 q_small=embed_queries(setup.small_model, unit, setup, instructions) if need_small_queries else None,
                 docs_small=embed_corpus(setup.small_model, unit, setup),
+                query_split={q: unit.query_split[q] for q in qids if q in unit.query_split},
             )
         )
     return out

@@ -12,7 +12,7 @@ from era_core.paper import sources as src
 from era_core.cache import embed_texts
 from era_core.errors import ParamsError
 from era_core.paper.params import SCHEMAS, validate
-from era_core.splits import split_queries
+from era_core.splits import split_unit
 from era_core.vectors import query_inputs
 from era_core.identical_texts import alignment_pairs, per_task_sample
 from era_core.setup import Setup, get_encoder, load_units
@@ -137,7 +137,8 @@ def test_train_queries_are_the_train_split_and_never_val_or_test(smoke, seed, ra
                                     eval_ratio=0.5)
     train_texts, held_texts = [], set()
     for u in units:
-        train, val, test = split_queries(u.labelled_qids(), ratio, 0.1, 0.5, seed=seed)
+        s = split_unit(u, ratio, 0.1, 0.5, seed=seed)  # the official split where the task has one
+        train, val, test = s["train"], s["val"], s["test"]
         train_texts += [u.queries[q] for q in train]
         held_texts |= {u.queries[q] for q in val + test}
     assert sorted(pairs.texts) == sorted(train_texts) and pairs.n_available == len(train_texts)

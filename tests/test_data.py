@@ -282,3 +282,17 @@ def test_load_tasks_validation(single: Path):
         load_tasks("mair", ["Nope"], root=single)
     tasks = load_tasks("mair", ["FiQA"], root=single, progress=False)
     assert [t.name for t in tasks] == ["FiQA"] and isinstance(tasks[0], Task)
+
+
+def test_official_split_labels_are_read_and_checked(tmp_path: Path):
+    labelled = [{**q, "split": s} for q, s in zip(QUERIES, ("train", "train", "val", "test"))]
+    _task(tmp_path, "FiQA", labelled, DOCS)
+    assert load_mair_task("FiQA", tmp_path).query_split == {"10": "train", "q2": "train", "q3": "val", "q4": "test"}
+    _task(tmp_path, "FiQA", labelled[:3] + [QUERIES[3]], DOCS)
+    with pytest.raises(DataError, match="3 of 4 queries .* carry a 'split' key .*'q4'"):
+        load_mair_task("FiQA", tmp_path)
+    _task(tmp_path, "FiQA", labelled[:3] + [{**QUERIES[3], "split": "valid"}], DOCS)
+    with pytest.raises(DataError, match="line 4: 'split' must be one of train, val, test, got 'valid'"):
+        load_mair_task("FiQA", tmp_path)
+    _task(tmp_path, "FiQA", QUERIES, DOCS)
+    assert load_mair_task("FiQA", tmp_path).query_split == {}  # no labels: ERA's ratio split applies

@@ -34,8 +34,9 @@ def test_smoke_shape(smoke: Path):
     meta = json.loads((smoke / "tasks.json").read_text())
     assert meta["version"] == OFFLINE_VERSION
     names = list(offline_task_table(smoke=True))
-    assert meta["order"] == names and len(names) == 3
-    assert len({meta["tasks"][n]["domain"] for n in names}) == 3
+    assert meta["order"] == names and len(names) == 4
+    assert len({meta["tasks"][n]["domain"] for n in names}) == 4
+    assert [n for n in names if meta["tasks"][n]["kind"] == "real"] == ["InsuranceQA"]
     per_query = 0
     for name in names:
         t = load_mair_task(name, smoke)

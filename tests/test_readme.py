@@ -309,3 +309,20 @@ def test_tolerance_block_shows_measured_and_recorded_comparisons(folder, tmp_pat
     assert "| same twice | ERA | 0.000 |" in block
     assert "Intel Xeon (AMX)" in block and "byte-identical" in block           # the recorded cross-machine pair
     assert "every method moved by less than its own spread over seeds" in block
+
+
+def test_headline_names_the_human_labelled_task_and_its_own_numbers(tmp_path, monkeypatch):
+    from test_report import SEEDS, score
+
+    from era_core.tools.readme.context import Context
+    from era_core.tools.readme.main_blocks import render_headline
+
+    monkeypatch.setattr("era_core.paper.report.load.REAL_TASKS", ("Med1",))  # the synthetic Med1 plays the real task
+    results = write_results(tmp_path / "results")
+    report.make_all(results=results, figures=tmp_path / "figures", bar_ratio=0.4, main_instructions="native")
+    text = render_headline(Context(results, tmp_path / "figures"))
+    era = sum(score("era", "Med1", ratio=0.4, seed=s) for s in SEEDS) / len(SEEDS)
+    assert "Every task but Med1 is derived" in text and "`Med1 (real)`" in text
+    assert f"ERA {prose.fmt3(era)}" in text.split("On it, at train ratio 0.4:")[1]
+    monkeypatch.setattr("era_core.paper.report.load.REAL_TASKS", ())
+    assert "derived" not in render_headline(Context(results, tmp_path / "figures"))

@@ -549,3 +549,24 @@ def test_show_all_gives_every_figure_a_heading_and_caption(built, monkeypatch):
     for pdf, text in zip(pdfs, headings):
         title, caption = report.CAPTIONS[pdf.stem]
         assert text == f"### {title}\n\n{caption}"
+
+
+def test_a_human_labelled_task_gets_its_own_column_and_stays_in_its_domain(tmp_path, monkeypatch):
+    # The synthetic Med1 plays the real task: its own column beside the domains, and still inside "medical".
+    monkeypatch.setattr("era_core.paper.report.load.REAL_TASKS", ("Med1",))
+    results = write_results(tmp_path / "results")
+    write_pairs(results)
+    report.make_all(results=results, figures=tmp_path / "figures", bar_ratio=0.4, main_instructions="native")
+    rows = read_csv(results / "tables" / "main.csv")
+    own = [r for r in rows if r["method"] == "era" and r["train_ratio"] == "0.4" and r["domain"] == "Med1 (real)"
+           and r["instructions"] == "native"]
+    want = statistics.fmean(score("era", "Med1", ratio=0.4, seed=s) for s in SEEDS)
+    assert len(own) == 1 and float(own[0]["ndcg@10_mean"]) == pytest.approx(want, abs=1e-6)
+    medical = [r for r in rows if r["method"] == "era" and r["train_ratio"] == "0.4" and r["domain"] == "medical"
+               and r["instructions"] == "native"]
+    assert float(medical[0]["ndcg@10_mean"]) == pytest.approx(want, abs=1e-6)  # Med1 is medical's only task
+    header = (results / "tables" / "main.md").read_text().splitlines()[0]
+    assert header.index("medical") < header.index("Med1 (real)") < header.index("overall")
+    assert "Med1 (real)" in (results / "tables" / "zero_shot.md").read_text().splitlines()[0]
+    for name in ("lodo.csv", "domain_specific.csv"):  # domain tables stay domain tables
+        assert "(real)" not in (results / "tables" / name).read_text()

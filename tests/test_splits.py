@@ -108,3 +108,22 @@ def test_invariants(n: int, seed: int, val_ratio: float, eval_ratio: float) -> N
         previous_train = train
         assert (val, test) == splits[0][1:]  # independent of the train ratio
         assert split_queries(qids, r, val_ratio, eval_ratio, seed) == (train, val, test)
+
+
+def test_predefined_split_keeps_official_val_and_test_and_shares_train() -> None:
+    from era_core.splits import predefined_split
+
+    qids = [f"q{i}" for i in range(20)]
+    labels = {q: ("test" if i % 4 == 0 else "val" if i % 4 == 1 else "train") for i, q in enumerate(qids)}
+    pool = [q for q in qids if labels[q] == "train"]
+    train, val, test = predefined_split(qids, labels, 0.5, seed=3)
+    assert test == qids[0::4] and val == qids[1::4]
+    assert len(train) == 5 and set(train) <= set(pool)
+    assert predefined_split(qids, labels, 1.0, seed=3)[0][:5] == train  # nested across ratios
+    assert predefined_split(qids, labels, 0.5, seed=4)[0] != train  # the seed draws the share
+    with pytest.raises(ParamsError, match="unlabelled qids \\['q19'\\]"):
+        predefined_split(qids, {q: v for q, v in labels.items() if q != "q19"}, 0.5)
+    with pytest.raises(ParamsError, match="unknown labels \\['dev'\\]"):
+        predefined_split(qids, {**labels, "q2": "dev"}, 0.5)
+    with pytest.raises(ParamsError, match="train_ratio"):
+        predefined_split(qids, labels, 1.5)

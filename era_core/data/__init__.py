@@ -56,7 +56,7 @@ def load_tasks(
         from .offline import build_offline_benchmark
 
         # Returns at once when a complete build (tasks.json written last) is already there.
-        root = build_offline_benchmark(root, smoke=benchmark == "offline-smoke", progress=progress)
+        root = build_offline_benchmark(root, smoke=benchmark == "offline-smoke", progress=progress, tasks=names)
     return [load_mair_task(t, root, strict=strict)
             for t in tqdm(names, desc=f"load {benchmark}", disable=not progress)]
 

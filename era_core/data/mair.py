@@ -11,6 +11,7 @@ from typing import Any, Iterable, Iterator
 
 from era_core.data.tasks import DOMAINS, DataQualityWarning, Task
 from era_core.errors import DataError
+from era_core.splits import SPLIT_NAMES
 
 _MAIR_BY_DOMAIN: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("academic", (
@@ -169,6 +170,7 @@ def _build_unit(
     qrels: dict[str, dict[str, int]] = {}
     dup_qids: list[tuple[str, int]] = []
     unknown: list[tuple[str, str, int]] = []
+    query_split: dict[str, str] = {}
     emptied = 0
     for n, row in query_rows:
         qid = str(_field(row, "qid", query_src, n))
@@ -181,6 +183,8 @@ def _build_unit(
             continue
         queries[qid] = "" if text is None else str(text)
         instructions[qid] = str(row.get("instruction") or "")
+        if "split" in row:
+            query_split[qid] = _split_label(row["split"], query_src, n)
         rel: dict[str, int] = {}
         for did, score in labels:
             if did not in corpus:
@@ -197,11 +201,22 @@ def _build_unit(
         examples = ", ".join(f"{q}->{d} ({query_src.unit} {n})" for q, d, n in unknown[:5])
         raise DataError(f"Task {name!r}: {len(unknown)} label(s) in {query_src.name} point at doc ids missing "
                         f"from {doc_src.name} (e.g. {examples}). {_strict_hint()}")
+    if query_split and len(query_split) != len(queries):
+        missing = next(q for q in queries if q not in query_split)
+        raise DataError(f"Task {name!r}: {len(query_split)} of {len(queries)} queries in {query_src.name} carry a "
+                        f"'split' key (e.g. qid {missing!r} does not); an official split must label every query.")
     dropped = {"label_missing_doc": len(unknown), "duplicate_doc_id": len(dup_docs), "duplicate_qid": len(dup_qids)}
     if any(dropped.values()):
         _warn_dropped(name, unknown, dup_docs, dup_qids, emptied, query_src, doc_src)
     return Task(name=name, domain=domain, queries=queries, instructions=instructions, qrels=qrels,
-                corpus=corpus, dropped=dropped)
+                corpus=corpus, dropped=dropped, query_split=query_split)
+
+
+def _split_label(value: Any, src: _Source, n: int) -> str:
+    """A query row's official split label (our extension of MAIR's format), checked."""
+    if value not in SPLIT_NAMES:
+        raise DataError(f"{src.at(n)}: 'split' must be one of {', '.join(SPLIT_NAMES)}, got {value!r}.")
+    return value
 
 
 def _warn_dropped(name: str, unknown: list[tuple[str, str, int]],

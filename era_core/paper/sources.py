@@ -160,7 +160,12 @@ def corpus_pool_texts(benchmark: str, tasks: tuple[str, ...]) -> tuple[tuple[str
     from era_core.data.offline.common import truncate_words
 
     check_source("corpus_pool", benchmark)
-    everything = load_tasks(benchmark, None, progress=False)  # also builds the benchmark if missing
+    from era_core.data import list_tasks
+    from era_core.data.offline import REAL_TASKS
+
+    # Every task of the benchmark, except a downloaded real task the run leaves out (it needs no download then).
+    everything = load_tasks(benchmark, [t for t in list_tasks(benchmark) if t not in REAL_TASKS or t in tasks],
+                            progress=False)  # also builds the benchmark if missing
     max_words = read_json(default_root(benchmark == "offline-smoke") / "tasks.json")["caps"]["max_words"]
     seen = excluded_texts(everything)
     builders = _builders(benchmark)
@@ -200,14 +205,14 @@ def corpus_pool_pairs(setup: Any, size: int, sample_seed: int) -> SourcePairs:
 def train_query_rows(units: list[Task], seed: int, train_ratio: float, val_ratio: float,
                      eval_ratio: float) -> list[tuple[int, int]]:
     """``(unit index, row in its labelled-query list)`` of every train-split query, units in order."""
-    from era_core.splits import split_queries
+    from era_core.splits import split_unit
 
     out = []
     for ui, unit in enumerate(units):
         qids = unit.labelled_qids()
         if not qids:
             continue
-        train = split_queries(qids, train_ratio, val_ratio, eval_ratio, seed=seed)[0]
+        train = split_unit(unit, train_ratio, val_ratio, eval_ratio, seed)["train"]
         pos = {q: i for i, q in enumerate(qids)}
         out += [(ui, pos[q]) for q in sorted(train, key=pos.__getitem__)]
     return out

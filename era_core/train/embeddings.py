@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -25,6 +25,8 @@ class TaskEmbeddings:
     q_large: np.ndarray
     q_small: np.ndarray | None
     docs_small: np.ndarray
+    #: The task's official split (qid → train / val / test), empty for ERA's ratio split (``splits.split_unit``).
+    query_split: dict[str, str] = field(default_factory=dict)
 
     def validate(self) -> None:
         """Check row counts and dims agree; raises ``DataError`` naming the task."""

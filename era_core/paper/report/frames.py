@@ -12,7 +12,7 @@ from era_core import paths
 from era_core.errors import EraError
 from era_core.paper.report.load import (_collapse_alignment_only, _headline, _lodo_rows, _runs, _training_rows, _zero_shot_rows,
                    load_results)
-from era_core.paper.report.vocab import (INSTRUCTION_SETTINGS, METHOD_LABELS, METHODS, _VALUE_COLS, _check_instructions, _domain_key,
+from era_core.paper.report.vocab import (INSTRUCTION_SETTINGS, REAL_SUFFIX, METHOD_LABELS, METHODS, _VALUE_COLS, _check_instructions, _domain_key,
                     _method_key)
 
 
@@ -117,14 +117,15 @@ def domain_specific_frame(results: Path | str = paths.RESULTS) -> pd.DataFrame:
         if "train_domain" not in run:
             raise EraError(f"domain_specific.json run {i} lacks 'train_domain'; rerun 05_domain_specific")
         ratio = np.nan if run["method"] == "alignment_only" else float(run["train_ratio"])
-        for dom, v in _headline(run["scopes"]["protocol"], f"domain_specific.json run {i}").items():
+        for dom, v in _headline(run["scopes"]["protocol"], f"domain_specific.json run {i}",
+                                real_tasks=False).items():  # a transfer matrix of domains
             rows.append({"method": run["method"], "train_domain": run["train_domain"], "eval_domain": dom,
                          "scope": "protocol", "train_ratio": ratio, "instructions": run["instructions"],
                          "seed": run["seed"], "value": v})
     insts = sorted({r["instructions"] for r in rows})
     for scope in ("all", "test"):
         for r in _zero_shot_rows(zs, scope):
-            if r["method"] == "zero_shot_small" and r["instructions"] in insts:
+            if r["method"] == "zero_shot_small" and r["instructions"] in insts and not r["domain"].endswith(REAL_SUFFIX):
                 rows.append({"method": "zero_shot_small", "train_domain": "none", "eval_domain": r["domain"],
                              "scope": scope, "train_ratio": np.nan, "instructions": r["instructions"],
                              "seed": r["seed"], "value": r["value"]})

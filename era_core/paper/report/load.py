@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 
 from era_core import paths
+from era_core.data.offline import REAL_TASKS
 from era_core.errors import EraError
 from era_core.io import read_json
-from era_core.paper.report.vocab import HEADLINE, OVERALL, OVERALL_QW, _domain_key, _method_key
+from era_core.paper.report.vocab import HEADLINE, OVERALL, OVERALL_QW, _domain_key, _method_key, real_column
 
 #: results file of each input kind and the notebook that writes it.
 INPUTS = {
@@ -47,10 +48,14 @@ def load_results(kind: str, results: Path | str = paths.RESULTS) -> dict[str, An
     return data
 
 
-def _headline(sb: dict[str, Any], where: str) -> dict[str, float]:
-    """``{domain|overall|overall_query_weighted: nDCG@10}`` of a summary block."""
+def _headline(sb: dict[str, Any], where: str, real_tasks: bool = True) -> dict[str, float]:
+    """``{domain|overall|overall_query_weighted: nDCG@10}`` of a summary block, plus each human-labelled task's own
+    column (``real_column``) when ``real_tasks``."""
     try:
         row = {d: float(m[HEADLINE]) for d, m in sb["per_domain"].items()}
+        if real_tasks:
+            row |= {real_column(t): float(sb["per_task"][t][HEADLINE]) for t in REAL_TASKS
+                    if t in sb.get("per_task", {})}
         row[OVERALL] = float(sb["overall"][HEADLINE])
         row[OVERALL_QW] = float(sb["overall_query_weighted"][HEADLINE])
     except KeyError as exc:

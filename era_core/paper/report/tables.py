@@ -12,7 +12,7 @@ from era_core.errors import EraError
 from era_core.io import atomic_write_text
 from era_core.paper.report.frames import _check_unique, _one_setting, domain_specific_frame, lodo_frame, main_frame, main_view, zero_shot_long
 from era_core.paper.report.load import load_results
-from era_core.paper.report.vocab import METHOD_LABELS, METHODS, OVERALL, OVERALL_QW, _VALUE_COLS, _domains, _lodo_label
+from era_core.paper.report.vocab import METHOD_LABELS, METHODS, OVERALL, OVERALL_QW, _VALUE_COLS, _domains, _lodo_label, _real_columns
 
 #: Baselines of the main table's paired tests, in the order of its significance column.
 SIG_BASELINES = ("zero_shot_small", "small_adapter", "zero_shot_large")
@@ -113,7 +113,7 @@ def main_table(results: Path | str = paths.RESULTS, main_instructions: str = "na
     """Write ``tables/main.{csv,md,tex}``: CSV has both instruction settings, views the main one."""
     long = main_frame(results)
     view = main_view(results, main_instructions, long)
-    cols = _domains(view.domain) + [OVERALL]
+    cols = _domains(view.domain) + _real_columns(view.domain) + [OVERALL]
     keys, means, stds, counts = _grid(view, ["method", "train_ratio"], "domain", cols)
     labels = pd.DataFrame({"Method": [METHOD_LABELS[m] for m in keys.method],
                            "Train ratio": [_ratio_text(r) for r in keys.train_ratio]})
@@ -182,7 +182,7 @@ def _tex_add_column(tex: str, title: str, values: list[str]) -> str:
 def zero_shot_table(results: Path | str = paths.RESULTS) -> list[Path]:
     """Write ``tables/zero_shot.{csv,md}``: every encoder × instructions × scope × domain."""
     long = zero_shot_long(results)
-    cols = _domains(long.domain) + [OVERALL, OVERALL_QW]
+    cols = _domains(long.domain) + _real_columns(long.domain) + [OVERALL, OVERALL_QW]
     keys, means, stds, counts = _grid(long, ["encoder", "role", "instructions", "scope"], "domain", cols)
     labels = keys.rename(columns=str.capitalize)
     means.columns = stds.columns = counts.columns = [c if c != OVERALL_QW else "overall (query-weighted)" for c in cols]

@@ -16,6 +16,8 @@ HEADLINE = "ndcg@10"
 #: MAIR's domain order; unknown domains (custom benchmarks) follow alphabetically.
 DOMAIN_ORDER = ("academic", "code", "finance", "legal", "medical", "web")
 OVERALL = "overall"
+#: Marks the column of a task with human-written queries and judgements (``era_core.data.offline.REAL_TASKS``).
+REAL_SUFFIX = " (real)"
 OVERALL_QW = "overall_query_weighted"
 #: The zero-shot references, which are no trained method, then every trained method (``era_core.methods``).
 _ZERO_SHOT = {"zero_shot_small": ("Zero-shot small", "Zero-shot\nsmall", "small"),
@@ -48,8 +50,19 @@ def _domain_key(d: str) -> tuple[int, str]:
 
 
 def _domains(values: Iterable[str]) -> list[str]:
-    """The real domains among ``values`` (no overall columns), in MAIR order."""
-    return sorted({v for v in values if v not in (OVERALL, OVERALL_QW)}, key=_domain_key)
+    """The real domains among ``values`` (no overall or single-task columns), in MAIR order."""
+    return sorted({v for v in values if v not in (OVERALL, OVERALL_QW) and not v.endswith(REAL_SUFFIX)},
+                  key=_domain_key)
+
+
+def real_column(task: str) -> str:
+    """The column that reports a human-labelled task on its own (it also counts in its domain and the overall)."""
+    return f"{task}{REAL_SUFFIX}"
+
+
+def _real_columns(values: Iterable[str]) -> list[str]:
+    """The single-task columns of human-labelled tasks among ``values``, sorted."""
+    return sorted({v for v in values if v.endswith(REAL_SUFFIX)})
 
 
 def _method_key(m: str) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from era_core.paper import report
+from era_core.paper.report.vocab import REAL_SUFFIX
 from era_core.io import read_json
 from era_core.tools.readme.context import README_FIGURE, Context
 from era_core.tools.readme.picks import mean_by_ratio, setting_rows, single_mean, std_at
@@ -50,6 +51,8 @@ def render_results(ctx: Context) -> str:
              f"What the means show (overall nDCG@10, test split, instructions {inst}):"]
     lines += _main_findings(view, "")
     lines += _significance_findings(ctx, inst)
+    era = mean_by_ratio(view, "era")
+    lines += [f"- {line.strip()}" for line in _real_task_lines(view, max(era)) if line] if era else []
     off = main[main["instructions"] != inst]
     if len(off):
         other = sorted(set(off["instructions"]))[0]
@@ -161,7 +164,25 @@ def render_headline(ctx: Context) -> str:
               if v is not None]
     if ctx.path("significance.json").is_file():
         lines += ["", _claim_verdict(ctx, inst)]
+    lines += _real_task_lines(view, top)
     return "\n".join(lines)
+
+
+def _real_task_lines(view: pd.DataFrame, ratio: float) -> list[str]:
+    """One line per human-labelled task: its own means beside the derived tasks', at one train ratio."""
+    out = []
+    for col in sorted(c for c in set(view["domain"]) if c.endswith(REAL_SUFFIX)):
+        parts = [f"{label} {fmt3(v)}" for label, v in (
+            ("zero-shot small", single_mean(view, "zero_shot_small", col)),
+            ("ERA", mean_by_ratio(view, "era", col).get(ratio)),
+            ("the same-model control", mean_by_ratio(view, "small_adapter", col).get(ratio)),
+            ("fused", mean_by_ratio(view, "fused", col).get(ratio)),
+            ("zero-shot large", single_mean(view, "zero_shot_large", col))) if v is not None]
+        task = col[: -len(REAL_SUFFIX)]
+        out += ["", f"Every task but {task} is derived from text shipped in packages; {task} has human-written "
+                    f"questions and human-judged answers (its own column `{col}` in the main table, and inside its "
+                    f"domain's and the overall means). On it, at train ratio {fmt_ratio(ratio)}: {join_and(parts)}."]
+    return out
 
 
 def _claim_verdict(ctx: Context, inst: str) -> str:
