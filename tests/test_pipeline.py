@@ -153,6 +153,45 @@ def test_saving_a_notebook_with_outputs_reruns_nothing_and_commits_no_output(two
     assert make("paper", a, "-q", check=False, cwd=scratch).returncode == 1
 
 
+def test_run_all_in_a_plain_kernel_after_make_paper_has_no_error_and_retrains_nothing(two_runs, tmp_path,
+                                                                                     monkeypatch):
+    """Run All as a JupyterLab kernel does it (nbclient: no papermill, no make, no ERA_PAPER_RUN) on every notebook,
+    against the finished smoke run: no error output, the same tables, no new training run, no variant folder.
+
+    The parameters cell is set to the smoke profile's values (the literals are the default profile's, which
+    ``test_setup`` checks; running them here would train the default study on the smoke data)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    from era_core.paper.params import load_params_file
+
+    a = tmp_path / "run_a"
+    shutil.copytree(two_runs[0] / "results", a / "results", symlinks=True)
+    shutil.copytree(two_runs[0] / "figures", a / "figures", symlinks=True)
+    tables = {p.name: p.read_bytes() for p in sorted((a / "results" / "tables").glob("*.csv"))}
+    runs = {p: p.stat().st_mtime_ns for p in (a / "results").rglob("summary.json")}
+    for key in [k for k in os.environ if k.startswith("ERA_")] + ["MPLBACKEND"]:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("ERA_PROFILE", "smoke")
+    monkeypatch.setenv("ERA_RESULTS_DIR", str(a / "results"))
+    monkeypatch.setenv("ERA_FIGURES_DIR", str(a / "figures"))
+    monkeypatch.setenv("ERA_CACHE_DIR", str(two_runs[0] / "cache"))
+    for name in NOTEBOOKS:
+        book = nbformat.read(paths.ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+        cell = next(c for c in book.cells if "parameters" in c.metadata.get("tags", []))
+        own = load_params_file(paths.PARAMS / "smoke" / f"{name}.yaml", name)
+        cell.source = "\n".join(f"{k} = {v!r}" for k, v in own.items())
+        NotebookClient(book, timeout=900, kernel_name="python3", allow_errors=True,
+                       resources={"metadata": {"path": str(paths.ROOT / "notebooks")}}).execute()
+        errors = [f"{o.ename}: {o.evalue}" for c in book.cells if c.cell_type == "code" for o in c.outputs
+                  if o.output_type == "error"]
+        assert errors == [], (name, errors)
+    assert {p.name: p.read_bytes() for p in sorted((a / "results" / "tables").glob("*.csv"))} == tables
+    # Finished runs were reused by their keys, not retrained: the same runs, none rewritten.
+    assert {p: p.stat().st_mtime_ns for p in (a / "results").rglob("summary.json")} == runs
+    assert not (a / "results" / "variants").exists()
+
+
 def test_editing_figures_params_reruns_only_figures(two_runs):
     a, _ = two_runs
     plan = make("paper", a, "-n", "-W", "params/smoke/06_figures.yaml").stdout
