@@ -172,3 +172,13 @@ def test_opting_out_builds_the_rest_without_the_download(tmp_path, monkeypatch):
     root = build_offline_benchmark(tmp_path / "bench", smoke=True, progress=False, tasks=["Stdlib-Functions"])
     meta = json.loads((root / "tasks.json").read_text())
     assert meta["order"] == ["Stdlib-Functions"] and meta["tasks"]["Stdlib-Functions"]["kind"] == "derived"
+
+
+def test_a_question_judging_an_unknown_answer_is_refused(tmp_path, monkeypatch):
+    data = _fake_data()
+    data["test.json.gz"]["3"]["answers"] = ["99999"]
+    path = tmp_path / insuranceqa.SDIST
+    monkeypatch.setattr(insuranceqa, "FILES_SHA256", _write_sdist(path, data))
+    monkeypatch.setattr(insuranceqa, "SDIST_SHA256", insuranceqa.sha256_of(path))
+    with pytest.raises(DataError, match="question test/3 .* judges unknown answer '99999'"):
+        insuranceqa.build(path)

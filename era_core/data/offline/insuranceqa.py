@@ -113,7 +113,8 @@ def build(sdist: Path | None = None) -> SourceTask:
     Every answer is in the pool (in numeric id order), so the corpus sample and the Phase 1 corpus pool can draw
     on the answers no sampled question judges.
     """
-    answers, splits = read_sdist(Path(sdist) if sdist is not None else fetch_sdist())
+    path = Path(sdist) if sdist is not None else fetch_sdist()
+    answers, splits = read_sdist(path)
     order = sorted(answers, key=lambda a: (len(a), a))  # numeric ids in numeric order
     candidates = []
     for split, questions in splits.items():
@@ -121,8 +122,8 @@ def build(sdist: Path | None = None) -> SourceTask:
             rec = questions[qid]
             for aid in rec["answers"]:
                 if aid not in answers:
-                    raise DataError(f"{NAME}: question {split}/{qid} judges unknown answer {aid!r}; the sdist "
-                                    f"changed. Fetch it again ({fetch_command(Path(sdist or '.').parent)}).")
+                    raise DataError(f"{NAME}: question {split}/{qid} in {path} judges unknown answer {aid!r}; "
+                                    f"delete the file and fetch it again ({fetch_command(path.parent)}).")
                 candidates.append(Candidate(query=rec["en"], doc_id=aid, split=split, group=f"{split}-{qid}"))
     return SourceTask(
         name=NAME, domain="finance", source=DIST, source_version=VERSION, source_licence=LICENCE,
