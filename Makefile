@@ -173,7 +173,7 @@ bench: $(STAMP)
 # Kernels draw inline: MPLBACKEND stays unset (papermill runs set Agg themselves).
 # Lab kernels read the profile's results and figures (the default's: results/, figures/), so "Run All" after
 # `make paper` reuses every finished run. A notebook run with other parameters than its profile's writes to results/variants/ instead
-# (era_core.paper.params.output_folders): it never overwrites what `make paper` made.
+# (era_core.paper.notebook.output_folders): it never overwrites what `make paper` made.
 LAB_RES ?= $(RES)
 LAB_FIG ?= $(FIG)
 lab: $(STAMP) $(MODEL_DEPS)

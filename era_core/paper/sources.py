@@ -161,10 +161,10 @@ def corpus_pool_texts(benchmark: str, tasks: tuple[str, ...]) -> tuple[tuple[str
 
     check_source("corpus_pool", benchmark)
     from era_core.data import list_tasks
-    from era_core.data.offline import REAL_TASKS
+    from era_core.data.offline import DOWNLOADS
 
-    # Every task of the benchmark, except a downloaded real task the run leaves out (it needs no download then).
-    everything = load_tasks(benchmark, [t for t in list_tasks(benchmark) if t not in REAL_TASKS or t in tasks],
+    # Every task of the benchmark, except a downloaded one the run leaves out (it needs no download then).
+    everything = load_tasks(benchmark, [t for t in list_tasks(benchmark) if t not in DOWNLOADS or t in tasks],
                             progress=False)  # also builds the benchmark if missing
     max_words = read_json(default_root(benchmark == "offline-smoke") / "tasks.json")["caps"]["max_words"]
     seen = excluded_texts(everything)

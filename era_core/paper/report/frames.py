@@ -12,8 +12,8 @@ from era_core import paths
 from era_core.errors import EraError
 from era_core.paper.report.load import (_collapse_alignment_only, _headline, _lodo_rows, _runs, _training_rows, _zero_shot_rows,
                    load_results)
-from era_core.paper.report.vocab import (INSTRUCTION_SETTINGS, REAL_SUFFIX, METHOD_LABELS, METHODS, _VALUE_COLS, _check_instructions, _domain_key,
-                    _method_key)
+from era_core.paper.report.vocab import (INSTRUCTION_SETTINGS, METHOD_LABELS, METHODS, _VALUE_COLS, _check_instructions, _domain_key,
+                    _method_key, is_real_column)
 
 
 def _aggregate(rows: list[dict[str, Any]], keys: list[str]) -> pd.DataFrame:
@@ -125,7 +125,7 @@ def domain_specific_frame(results: Path | str = paths.RESULTS) -> pd.DataFrame:
     insts = sorted({r["instructions"] for r in rows})
     for scope in ("all", "test"):
         for r in _zero_shot_rows(zs, scope):
-            if r["method"] == "zero_shot_small" and r["instructions"] in insts and not r["domain"].endswith(REAL_SUFFIX):
+            if r["method"] == "zero_shot_small" and r["instructions"] in insts and not is_real_column(r["domain"]):
                 rows.append({"method": "zero_shot_small", "train_domain": "none", "eval_domain": r["domain"],
                              "scope": scope, "train_ratio": np.nan, "instructions": r["instructions"],
                              "seed": r["seed"], "value": r["value"]})

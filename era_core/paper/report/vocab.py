@@ -51,8 +51,7 @@ def _domain_key(d: str) -> tuple[int, str]:
 
 def _domains(values: Iterable[str]) -> list[str]:
     """The real domains among ``values`` (no overall or single-task columns), in MAIR order."""
-    return sorted({v for v in values if v not in (OVERALL, OVERALL_QW) and not v.endswith(REAL_SUFFIX)},
-                  key=_domain_key)
+    return sorted({v for v in values if v not in (OVERALL, OVERALL_QW) and not is_real_column(v)}, key=_domain_key)
 
 
 def real_column(task: str) -> str:
@@ -60,9 +59,19 @@ def real_column(task: str) -> str:
     return f"{task}{REAL_SUFFIX}"
 
 
+def is_real_column(name: str) -> bool:
+    """True for a human-labelled task's own column (``real_column``), which is no domain."""
+    return name.endswith(REAL_SUFFIX)
+
+
+def real_task(column: str) -> str:
+    """The task a ``real_column`` reports."""
+    return column.removesuffix(REAL_SUFFIX)
+
+
 def _real_columns(values: Iterable[str]) -> list[str]:
     """The single-task columns of human-labelled tasks among ``values``, sorted."""
-    return sorted({v for v in values if v.endswith(REAL_SUFFIX)})
+    return sorted({v for v in values if is_real_column(v)})
 
 
 def _method_key(m: str) -> int:

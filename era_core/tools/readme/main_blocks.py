@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from era_core.paper import report
-from era_core.paper.report.vocab import REAL_SUFFIX
+from era_core.paper.report.vocab import _real_columns, real_task
 from era_core.io import read_json
 from era_core.tools.readme.context import README_FIGURE, Context
 from era_core.tools.readme.picks import mean_by_ratio, setting_rows, single_mean, std_at
@@ -171,14 +171,14 @@ def render_headline(ctx: Context) -> str:
 def _real_task_lines(view: pd.DataFrame, ratio: float) -> list[str]:
     """One line per human-labelled task: its own means beside the derived tasks', at one train ratio."""
     out = []
-    for col in sorted(c for c in set(view["domain"]) if c.endswith(REAL_SUFFIX)):
+    for col in _real_columns(view["domain"]):
         parts = [f"{label} {fmt3(v)}" for label, v in (
             ("zero-shot small", single_mean(view, "zero_shot_small", col)),
             ("ERA", mean_by_ratio(view, "era", col).get(ratio)),
             ("the same-model control", mean_by_ratio(view, "small_adapter", col).get(ratio)),
             ("fused", mean_by_ratio(view, "fused", col).get(ratio)),
             ("zero-shot large", single_mean(view, "zero_shot_large", col))) if v is not None]
-        task = col[: -len(REAL_SUFFIX)]
+        task = real_task(col)
         out += ["", f"Every task but {task} is derived from text shipped in packages; {task} has human-written "
                     f"questions and human-judged answers (its own column `{col}` in the main table, and inside its "
                     f"domain's and the overall means). On it, at train ratio {fmt_ratio(ratio)}: {join_and(parts)}."]
