@@ -72,6 +72,24 @@ def test_encoder_vectors_agree_with_sentence_transformers(quick):
     assert report["encode_dtype"] == enc["era_precision"] == ("cpu-autocast-bf16" if native else "float32")
 
 
+def test_st_runtime_section_measures_each_offline_model_or_says_why_not(quick):
+    _, report = quick
+    sec = report["sections"]["st_runtime"]
+    assert list(sec["models"]) == ["minilm-l6", "minilm-l3-onnx", "embeddinggemma-300m", "potion-base-8m"]
+    l6 = sec["models"]["minilm-l6"]
+    assert l6["era_precision"] == report["encode_dtype"] and l6["st_precision"] == l6["era_precision"]
+    for kind in ("passages", "queries"):
+        assert l6[kind]["cosine_min"] > 0.9999 and l6[kind]["st_relative_throughput"] > 0, kind
+        pad = l6[kind]["padded_tokens"]
+        assert pad["real"] <= pad["era_core"] and pad["real"] <= pad["sentence_transformers"]
+    assert not sec["models"]["minilm-l3-onnx"]["verdict"]["switch"]
+    assert "optimum" in sec["models"]["minilm-l3-onnx"]["st_unavailable"]
+    # Models whose weights the test cache lacks are a named skip, never a silent pass.
+    for key, m in sec["models"].items():
+        assert ("skipped" in m) != (key in report["st_runtime_measured"])
+    assert report["st_runtime_switched"] == [k for k, m in sec["models"].items() if m["verdict"]["switch"]]
+
+
 def test_search_ids_equal_numpy_and_faiss(quick):
     _, report = quick
     search = report["sections"]["search"]

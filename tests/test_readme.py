@@ -101,6 +101,14 @@ def write_bench(results: Path) -> None:
                                       "queries": {"era_texts_per_s": 24.0, "st_texts_per_s": 12.1}},
                      "encode": {"batch_size": 32, "max_length": 256, "passages": {"era_texts_per_s": 37.5,
                                                                                   "st_texts_per_s": 21.6}},
+                     "st_runtime": {"rule": {"min_relative_throughput": 0.95, "min_cosine": 0.9999}, "models": {
+                         "minilm-l6": {"era_precision": "cpu-autocast-bf16", "verdict": {"switch": False, "why": "q"},
+                                       "passages": {"st_relative_throughput": 0.961, "cosine_min": 1.0},
+                                       "queries": {"st_relative_throughput": 0.784, "cosine_min": 0.99998,
+                                                   "padded_tokens": {"real": 7206, "era_core": 9184,
+                                                                     "sentence_transformers": 12736}}},
+                         "minilm-l3-onnx": {"era_precision": "float32", "st_unavailable": "needs optimum.onnxruntime",
+                                            "verdict": {"switch": False, "why": "x"}}}},
                      "search": {"k": 100, "queries": 1000, "sizes": {"a": {"docs": 10000, "vs_numpy_ratio": 6.1,
                                                                            "vs_faiss_ratio": 0.92}}}},
         "environment": {"cpu": "Test CPU 9000", "threads_requested": 2,
@@ -185,6 +193,10 @@ def test_every_block_is_generated_outside_text_kept_and_second_run_changes_nothi
     assert "2.07× (8.13 vs 3.93 passages/s); min cosine 0.99992" in gemma and gemma.endswith("| yes |")
     assert "queries 1.99× (24 vs 12.1 queries/s)" in bench
     assert "Test CPU 9000" in bench and "openblas 0.3.30" in bench and "7 min 30 s" in bench
+    assert ("| sentence-transformers as the runtime of minilm-l6, `cpu-autocast-bf16` on both sides | era_core's encoder, "
+            "same texts | 0.961× passages, 0.784× queries; min cosine 0.99998; query batches 12,736 vs 9,184 padded "
+            "tokens | ≥ 0.95× on both, cosine ≥ 0.9999 | **no** |") in bench
+    assert "| not run: needs optimum.onnxruntime | ≥ 0.95× on both, cosine ≥ 0.9999 | **no** |" in bench
     assert "| a quick command | `" in inside(after, "runtimes")
     # Idempotent: a second run and --check leave every byte as it is.
     assert run(folder, path) == 0 and path.read_text() == after

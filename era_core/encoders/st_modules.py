@@ -72,7 +72,7 @@ def _pooling_mode(cfg_path: Path) -> str:
     unsupported = [k for k in _UNSUPPORTED_POOL_KEYS if cfg.get(k)]
     if unsupported or len(chosen) != 1:
         raise ModelUnavailableError(
-            f"{cfg_path} asks for pooling {chosen + unsupported}; supported is exactly one of cls, mean, last"
+            f"{cfg_path} asks for pooling {chosen + unsupported}; supported is exactly one of {', '.join(POOLINGS)}"
         )
     if cfg.get("include_prompt", True) is False:
         # Pooling that skips the prompt tokens needs the prompt length per text; not implemented.
@@ -81,35 +81,18 @@ def _pooling_mode(cfg_path: Path) -> str:
 
 
 def read_st_pooling(folder: Path) -> str | None:
-    """Read the pooling mode from a sentence-transformers folder (``modules.json``), or None."""
+    """Read the pooling mode from a sentence-transformers folder (``modules.json``, else ``1_Pooling``), or None."""
     modules_file = folder / "modules.json"
     pool_dir = None
     if modules_file.is_file():
-        for module in json.loads(modules_file.read_text(encoding="utf-8")):
+        for module in _read_json(modules_file):
             if str(module.get("type", "")).endswith("Pooling"):
                 pool_dir = folder / module.get("path", "1_Pooling")
     elif (folder / "1_Pooling").is_dir():
         pool_dir = folder / "1_Pooling"
     if pool_dir is None or not (pool_dir / "config.json").is_file():
         return None
-    cfg = json.loads((pool_dir / "config.json").read_text(encoding="utf-8"))
-    modes = {
-        "cls": cfg.get("pooling_mode_cls_token", False),
-        "mean": cfg.get("pooling_mode_mean_tokens", False),
-        "last": cfg.get("pooling_mode_lasttoken", False),
-    }
-    unsupported = [
-        k
-        for k in ("pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens", "pooling_mode_weightedmean_tokens")
-        if cfg.get(k)
-    ]
-    chosen = [k for k, on in modes.items() if on]
-    if unsupported or len(chosen) != 1:
-        raise ModelUnavailableError(
-            f"{pool_dir / 'config.json'} asks for pooling {chosen + unsupported}; supported is exactly "
-            f"one of {', '.join(POOLINGS)}"
-        )
-    return chosen[0]
+    return _pooling_mode(pool_dir / "config.json")
 
 
 def read_modules(folder: Path) -> ModulesSpec | None:

@@ -80,6 +80,30 @@ def _gemma_paragraph(g: dict[str, Any] | None) -> str:
     return _encode_paragraph("Encoding, EmbeddingGemma-300M", g, note)
 
 
+def _st_runtime_lines(r: dict[str, Any]) -> list[str]:
+    """One row per offline model: sentence-transformers' throughput relative to era_core's, cosine, verdict."""
+    rule = r["rule"]
+    lines = [f"**sentence-transformers as the runtime** (its `encode` under era_core's precision policy; rule: "
+             f">= {rule['min_relative_throughput']}x era_core's throughput on passages and queries and min cosine "
+             f">= {rule['min_cosine']}):", "",
+             "| model | precision | passages (ST / era_core) | queries (ST / era_core) | min cosine "
+             "| padded tokens, queries (era_core / ST) | switch |",
+             "|---|---|---|---|---|---|---|"]
+    for key, m in r["models"].items():
+        if "passages" not in m:
+            why = m.get("skipped") or m.get("st_unavailable")
+            lines.append(f"| {key} | {m.get('era_precision', '—')} | — | — | — | — | no: {why} |")
+            continue
+        p, q = m["passages"], m["queries"]
+        pad = q.get("padded_tokens")
+        pads = f"{pad['era_core']} / {pad['sentence_transformers']}" if pad else "—"
+        lines.append(f"| {key} | {m['era_precision']} | {_fmt(p['st_relative_throughput'])}x | "
+                     f"{_fmt(q['st_relative_throughput'])}x | {_fmt_cos(min(p['cosine_min'], q['cosine_min']))} | "
+                     f"{pads} | "
+                     f"{'yes' if m['verdict']['switch'] else 'no: ' + m['verdict']['why']} |")
+    return lines
+
+
 def _search_paragraph(s: dict[str, Any]) -> str:
     rows = "; ".join(
         f"{v['docs']} docs: {_fmt(v['era_s'])} s vs numpy {_fmt(v['numpy_s'])} s ({_fmt(v['vs_numpy_ratio'])}x), "
@@ -132,6 +156,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     if "encode" in sec:
         lines += ["", _encode_paragraph("Encoding", sec["encode"])]
     lines += ["", _gemma_paragraph(sec.get("encode_gemma"))]
+    if "st_runtime" in sec:
+        lines += [""] + _st_runtime_lines(sec["st_runtime"])
     for name, paragraph in (("search", _search_paragraph), ("metrics", _metrics_paragraph),
                             ("training", _training_paragraph), ("cache", _cache_paragraph)):
         if name in sec:

@@ -18,6 +18,7 @@ from era_core.tools.bench.metric_speed import bench_metrics
 from era_core.tools.bench.size_scaling import bench_scaling, plot_scaling
 from era_core.tools.bench.search import bench_search
 from era_core.tools.bench.sizes import FULL, QUICK
+from era_core.tools.bench.st_runtime import bench_st_runtime
 from era_core.tools.bench.targets import REQUIRED_FIELDS, SECTIONS
 from era_core.tools.bench.timing import apply_threads, environment_info
 from era_core.tools.bench.training import bench_training
@@ -28,6 +29,7 @@ from era_core.io import atomic_write_text, read_json, write_json
 RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
     "encode": bench_encode,
     "encode_gemma": bench_encode_gemma,
+    "st_runtime": bench_st_runtime,
     "search": bench_search,
     "metrics": bench_metrics,
     "training": bench_training,

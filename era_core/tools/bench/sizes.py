@@ -33,6 +33,10 @@ class BenchSizes:
     gemma_queries: int
     gemma_max_length: int
     gemma_repeats: int
+    # st_runtime: the static lookup encodes thousands of texts a second; every model at the profiles' max_length.
+    static_passages: int
+    static_queries: int
+    st_max_length: int
 
 
 FULL = BenchSizes(
@@ -59,6 +63,9 @@ FULL = BenchSizes(
     gemma_queries=96,
     gemma_max_length=128,
     gemma_repeats=3,
+    static_passages=2000,
+    static_queries=4000,
+    st_max_length=128,
 )
 QUICK = BenchSizes(
     repeats=3,
@@ -84,4 +91,7 @@ QUICK = BenchSizes(
     gemma_queries=4,
     gemma_max_length=64,
     gemma_repeats=1,
+    static_passages=16,
+    static_queries=32,
+    st_max_length=64,
 )

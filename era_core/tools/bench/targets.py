@@ -6,7 +6,7 @@ from typing import Any
 
 from era_core.errors import EraError
 
-SECTIONS = ("encode", "encode_gemma", "search", "metrics", "training", "cache", "scaling")
+SECTIONS = ("encode", "encode_gemma", "st_runtime", "search", "metrics", "training", "cache", "scaling")
 
 #: Headline fields, their targets and the direction that meets a target.
 TARGETS: dict[str, tuple[float, str]] = {
@@ -31,6 +31,8 @@ REQUIRED_FIELDS = (
     "encode_gemma_queries_vs_st_ratio",
     "encode_gemma_cosine_min",
     "encode_gemma_dtype",
+    "st_runtime_switched",
+    "st_runtime_measured",
     "search_vs_numpy_ratio",
     "search_vs_faiss_ratio",
     "search_peak_rss_mb_1m",

@@ -75,6 +75,30 @@ def _gemma_rows(b: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _st_runtime_rows(b: dict[str, Any]) -> list[Row]:
+    """One row per offline model: sentence-transformers' own ``encode`` as the runtime, judged by the switch rule."""
+    sec = b.get("sections", {}).get("st_runtime", {})
+    rule = sec.get("rule", {})
+    target = f"≥ {rule.get('min_relative_throughput', '?')}× on both, cosine ≥ {rule.get('min_cosine', '?')}"
+    rows = []
+    for key, m in sec.get("models", {}).items():
+        what = f"sentence-transformers as the runtime of {key}" + (
+            f", `{m['era_precision']}` on both sides" if m.get("era_precision") else "")
+        if "passages" not in m:
+            why = m.get("st_unavailable") or m.get("skipped") or "not measured"
+            rows.append((what, "era_core's encoder", f"not run: {why}", target, "**no**"))
+            continue
+        p, q = m["passages"], m["queries"]
+        pad = q.get("padded_tokens")
+        padding = (f"; query batches {pad['sentence_transformers']:,} vs {pad['era_core']:,} padded tokens"
+                   if pad else "")
+        rows.append((what, "era_core's encoder, same texts",
+                     f"{_num(p['st_relative_throughput'])}× passages, {_num(q['st_relative_throughput'])}× queries; "
+                     f"min cosine {_num(min(p['cosine_min'], q['cosine_min']), '{:.5f}')}{padding}", target,
+                     "yes" if m["verdict"]["switch"] else "**no**"))
+    return rows
+
+
 def _search_rows(b: dict[str, Any]) -> list[Row]:
     """Exact top-k against NumPy and faiss at every corpus size, and the peak RSS of the large search."""
     srch = b.get("sections", {}).get("search", {})
@@ -135,7 +159,7 @@ def _head(b: dict[str, Any]) -> str:
 def render_bench(ctx: Context) -> str:
     """The `make bench` table from bench.json: ratios, targets and whether each is met."""
     b = read_json(ctx.path("bench.json"))
-    rows = _encode_rows(b) + _gemma_rows(b) + _search_rows(b) + _pipeline_rows(b)
+    rows = _encode_rows(b) + _gemma_rows(b) + _st_runtime_rows(b) + _search_rows(b) + _pipeline_rows(b)
     table = ["| what | compared with | result | target | met |", "|---|---|---|---|---|"]
     table += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join([_head(b), "", *table])
