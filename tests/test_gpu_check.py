@@ -113,3 +113,62 @@ def test_retrieval_and_encode_agreement_helpers_compare_against_the_first_device
     enc = gpu_check.encode_check("minilm-l3-onnx", texts, [("cpu", "float32"), ("cpu", "float32")],
                                  batch_size=4, max_length=32)
     assert np.isclose(enc["cpu/float32"]["cosine_min"], 1.0, atol=1e-6)
+
+
+def test_vectors_file_round_trips_task_embeddings(tmp_path):
+    from era_core.train import TaskEmbeddings
+
+    rng = np.random.default_rng(1)
+    te = TaskEmbeddings(name="T/a", domain="d", qids=["q1", "q2"], qrels={"q1": {"d1": 1}, "q2": {"d2": 2}},
+                        doc_ids=["d1", "d2", "d3"], q_large=rng.standard_normal((2, 5)).astype(np.float32),
+                        q_small=None, docs_small=rng.standard_normal((3, 4)).astype(np.float32),
+                        query_split={"q1": "train"})
+    extra = {"rows": np.arange(6, dtype=np.int64).reshape(3, 2)}
+    gpu_check.save_vectors(tmp_path / "v.npz", [te], extra, {"large_model": "m"})
+    (back,), arrays, info = gpu_check.load_vectors(tmp_path / "v.npz")
+    assert info == {"large_model": "m"} and np.array_equal(arrays["rows"], extra["rows"])
+    assert (back.name, back.domain, back.qids, back.qrels, back.doc_ids, back.query_split) == (
+        te.name, te.domain, te.qids, te.qrels, te.doc_ids, te.query_split)
+    assert back.q_small is None and np.array_equal(back.q_large, te.q_large)
+    assert np.array_equal(back.docs_small, te.docs_small)
+
+
+def test_training_check_from_a_vectors_file_matches_the_cache(tmp_path, capsys):
+    common = ["--cpu-only", "--tasks", "HPO-Synonyms", "--n-texts", "4", "--batch-size", "4",
+              "--align-epochs", "1", "--label-epochs", "1", "--retrieval-docs", "200"]
+    vectors = tmp_path / "smoke.npz"
+    assert gpu_check.main(["--tasks", "HPO-Synonyms", "--save-vectors", str(vectors)]) == 0
+    capsys.readouterr()
+    assert gpu_check.main(common) == 0
+    through_cache = json.loads(capsys.readouterr().out)
+    assert gpu_check.main(common + ["--vectors", str(vectors)]) == 0
+    from_file = json.loads(capsys.readouterr().out)
+    for result in (from_file, through_cache):
+        result["train"]["cpu"].pop("seconds")
+    assert from_file["train"] == through_cache["train"]
+    assert from_file["train_vectors"]["tasks"] == ["HPO-Synonyms"]
+    assert from_file["train_vectors"]["large_model"] == "minilm-l6"
+
+
+def test_weights_folder_encodes_like_the_package(tmp_path):
+    from era_core.encoders import REGISTRY, load_encoder, resolve_weights
+    from era_core.errors import ParamsError
+
+    package = resolve_weights(REGISTRY["minilm-l6"])
+    folder = tmp_path / "copy"
+    for f in package.rglob("*"):
+        if f.is_file():
+            (folder / f.relative_to(package)).parent.mkdir(parents=True, exist_ok=True)
+            (folder / f.relative_to(package)).symlink_to(f)
+    texts = gpu_check.smoke_texts(6, ["HPO-Synonyms"])
+    mine = gpu_check.local_encoder("minilm-l6", folder, device="cpu", dtype="float32", max_length=32)
+    ref = load_encoder("minilm-l6", device="cpu", dtype="float32", max_length=32, progress=False)
+    assert mine.location == folder.resolve() and mine.fingerprint == ref.fingerprint  # same bytes, same fingerprint
+    assert np.allclose(mine.encode(texts, batch_size=4, progress=False), ref.encode(texts, batch_size=4, progress=False),
+                       atol=1e-6)
+    res = gpu_check.encode_check("minilm-l6", texts, [("cpu", "float32")], batch_size=4, max_length=32, weights=folder)
+    assert res["cpu/float32"]["texts"] == 6
+    with pytest.raises(ParamsError, match="transformers model"):
+        gpu_check.local_encoder("minilm-l3-onnx", folder, device="cpu", dtype="float32", max_length=32)
+    with pytest.raises(ParamsError, match="config.json"):
+        gpu_check.local_encoder("minilm-l6", tmp_path, device="cpu", dtype="float32", max_length=32)

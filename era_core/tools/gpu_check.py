@@ -8,6 +8,11 @@
 
 Without CUDA it exits with code 2 and says so, unless ``--cpu-only`` (which runs the CPU halves
 only; used by the test suite to exercise this script on machines without a GPU).
+
+For a GPU machine that has neither the models' packages nor the embedding cache: ``--weights DIR``
+reads the timed model's files from a folder (a copy of its package folder, e.g. with the weights
+converted to fp16 to travel; CPU and CUDA then run the same weights), and ``--vectors FILE`` reads the
+training check's vectors from a file that ``--save-vectors FILE`` wrote on a machine that has them.
 """
 
 from __future__ import annotations
@@ -36,15 +41,47 @@ def smoke_texts(n: int, tasks: list[str] | None = None) -> list[str]:
     return texts[:n]
 
 
+def local_encoder(key: str, folder: Path, *, device: str, dtype: str, max_length: int) -> Any:
+    """An encoder of the registry's transformers model ``key`` that reads its files from ``folder``.
+
+    ``folder`` holds what the model's package folder holds (config, tokenizer, weights); the
+    fingerprint is that of the files found there, so vectors of a converted copy never pass for the
+    package's. Flash attention is left off.
+    """
+    from era_core.encoders import REGISTRY, Encoder
+    from era_core.encoders.fingerprints import fingerprint_files
+    from era_core.encoders.precision import choose_dtype
+    from era_core.encoders.st_modules import read_st_pooling
+    from era_core.encoders.weights import weight_files
+    from era_core.errors import ParamsError
+
+    spec = REGISTRY[key]
+    if spec.backend != "transformers":
+        raise ParamsError(f"--weights needs a transformers model; {key!r} has the {spec.backend} backend")
+    folder = Path(folder).resolve()
+    if not (folder / "config.json").is_file():
+        raise ParamsError(f"--weights {folder}: no config.json there; copy the model's whole folder")
+    dtype = choose_dtype(spec, device, dtype)
+    return Encoder(spec, folder, device=device, dtype=dtype, max_length=max_length,
+                   pooling=read_st_pooling(folder) or spec.pooling,
+                   fingerprint=fingerprint_files(weight_files(spec, folder)), attention="default", threads=None)
+
+
 def encode_check(model: str, texts: list[str], variants: list[tuple[str, str]], *, batch_size: int,
-                 max_length: int) -> dict[str, Any]:
-    """Throughput of each (device, dtype) and its cosine agreement with the first variant (CPU fp32)."""
+                 max_length: int, weights: Path | None = None) -> dict[str, Any]:
+    """Throughput of each (device, dtype) and its cosine agreement with the first variant (CPU fp32).
+
+    ``weights``: read the model's files from this folder (``local_encoder``) instead of its package.
+    """
     from era_core.encoders import load_encoder
 
     out: dict[str, Any] = {}
     reference = None
     for device, dtype in variants:
-        enc = load_encoder(model, device=device, dtype=dtype, max_length=max_length, progress=False)
+        if weights is None:
+            enc = load_encoder(model, device=device, dtype=dtype, max_length=max_length, progress=False)
+        else:
+            enc = local_encoder(model, weights, device=device, dtype=dtype, max_length=max_length)
         enc.load()
         enc.encode(texts[: min(len(texts), 2 * batch_size)], batch_size=batch_size, progress=False)  # warm-up
         _sync(device)
@@ -70,27 +107,43 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def training_check(devices: list[str], *, tasks: list[str] | None, large: str, small: str, align_epochs: int,
-                   label_epochs: int, seed: int = 42) -> dict[str, Any]:
-    """Train ERA (Phase 1 + Phase 2) on the smoke benchmark per device and score the test split."""
+def training_inputs(tasks: list[str] | None, large: str, small: str) -> tuple[list, np.ndarray]:
+    """The training check's vectors, read through the embedding cache on CPU: the smoke tasks'
+    ``TaskEmbeddings`` and the large model's vectors of every document (Phase 1's inputs)."""
+    from era_core.data import list_tasks
     from era_core.setup import Setup, load_units
-    from era_core.api import apply_and_score
-    from era_core.metrics import summarise
-    from era_core.vectors import task_embeddings
-    from era_core.splits import test_qids
-    from era_core.seeding import seed_everything
-    from era_core.train import AlignmentConfig, LabelConfig, split_alignment_pairs, train_era
+    from era_core.vectors import embed_corpus, task_embeddings
 
-    names = tuple(tasks) if tasks else tuple(__import__("era_core.data", fromlist=["list_tasks"]).list_tasks(SMOKE))
+    names = tuple(tasks) if tasks else tuple(list_tasks(SMOKE))
     setup = Setup(benchmark=SMOKE, tasks=names, large_model=large, small_model=small, progress=False)
     units = load_units(setup)
-    embs = task_embeddings(units, setup, "native")  # encoded once on CPU through the cache
-    from era_core.vectors import embed_corpus
-
+    embs = task_embeddings(units, setup, "native")
     x = np.concatenate([embed_corpus(large, u, setup) for u in units])
+    return embs, x
+
+
+def training_check(devices: list[str], *, tasks: list[str] | None, large: str, small: str, align_epochs: int,
+                   label_epochs: int, seed: int = 42, inputs: tuple[list, np.ndarray] | None = None,
+                   ) -> dict[str, Any]:
+    """Train ERA (Phase 1 + Phase 2) on the smoke benchmark per device and score the test split.
+
+    ``inputs``: ``training_inputs``' result, given (e.g. read by ``load_vectors``) or computed here.
+    """
+    from era_core.api import apply_and_score
+    from era_core.metrics import summarise
+    from era_core.seeding import seed_everything
+    from era_core.splits import test_qids
+    from era_core.train import (
+        AlignmentConfig,
+        LabelConfig,
+        split_alignment_pairs,
+        train_era,
+    )
+
+    embs, x = inputs if inputs is not None else training_inputs(tasks, large, small)
     y = np.concatenate([te.docs_small for te in embs])
     pairs = split_alignment_pairs(x, y, 0.1, seed)
-    unit_domain = {u.name: u.domain for u in units}
+    unit_domain = {te.name: te.domain for te in embs}
     out: dict[str, Any] = {}
     for device in devices:
         seed_everything(seed)
@@ -109,6 +162,52 @@ def training_check(devices: list[str], *, tasks: list[str] | None, large: str, s
         a, b = (out[d]["test_ndcg@10"] for d in devices[:2])
         out["ndcg_abs_diff"] = abs(a - b)
     return out
+
+
+# ----------------------------------------------------------------------------- vectors that travel
+
+_EMB_ARRAYS = ("q_large", "q_small", "docs_small")
+
+
+def save_vectors(path: Path, embs: list, arrays: dict[str, np.ndarray], info: dict[str, Any]) -> Path:
+    """Write ``TaskEmbeddings``, named extra arrays and a JSON-able ``info`` to one ``.npz`` (no pickles)."""
+    from era_core.io import atomic_write
+
+    units = [{"name": te.name, "domain": te.domain, "qids": list(te.qids), "qrels": te.qrels,
+              "doc_ids": list(te.doc_ids), "query_split": dict(te.query_split),
+              "has_q_small": te.q_small is not None} for te in embs]
+    payload: dict[str, np.ndarray] = {"meta": np.array(json.dumps({"units": units, "info": info}))}
+    for i, te in enumerate(embs):
+        for field in _EMB_ARRAYS:
+            value = getattr(te, field)
+            if value is not None:
+                payload[f"unit{i}.{field}"] = np.asarray(value, dtype=np.float32)
+    for name, value in arrays.items():
+        payload[f"array.{name}"] = value
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **payload)
+
+    return atomic_write(Path(path), write)
+
+
+def load_vectors(path: Path) -> tuple[list, dict[str, np.ndarray], dict[str, Any]]:
+    """``(TaskEmbeddings, extra arrays, info)`` as ``save_vectors`` wrote them."""
+    from era_core.train import TaskEmbeddings
+
+    with np.load(Path(path), allow_pickle=False) as data:
+        meta = json.loads(str(data["meta"]))
+        embs = []
+        for i, u in enumerate(meta["units"]):
+            vecs = {f: data[f"unit{i}.{f}"] for f in _EMB_ARRAYS if f"unit{i}.{f}" in data.files}
+            te = TaskEmbeddings(name=u["name"], domain=u["domain"], qids=u["qids"], qrels=u["qrels"],
+                                doc_ids=u["doc_ids"], q_large=vecs["q_large"], q_small=vecs.get("q_small"),
+                                docs_small=vecs["docs_small"], query_split=u["query_split"])
+            te.validate()
+            embs.append(te)
+        arrays = {k[len("array."):]: data[k] for k in data.files if k.startswith("array.")}
+    return embs, arrays, meta["info"]
 
 
 def retrieval_check(devices: list[str], *, n_queries: int = 512, n_docs: int = 50_000, dim: int = 384,
@@ -148,6 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--align-epochs", type=int, default=20)
     ap.add_argument("--label-epochs", type=int, default=20)
     ap.add_argument("--retrieval-docs", type=int, default=50_000)
+    ap.add_argument("--weights", default=None, metavar="DIR",
+                    help="read --model's files from this folder (a copy of its package folder) instead of its package")
+    ap.add_argument("--vectors", default=None, metavar="FILE",
+                    help="read the training check's vectors from FILE (written by --save-vectors) instead of the cache")
+    ap.add_argument("--save-vectors", default=None, metavar="FILE",
+                    help="write the training check's vectors (read through the cache, on CPU) to FILE and exit")
     ap.add_argument("--cpu-only", action="store_true", help="run only the CPU halves (tests the script without a GPU)")
     ap.add_argument("--out", default=None, help="also write the JSON summary to this file")
     return ap
@@ -158,25 +263,37 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     args = build_parser().parse_args(argv)
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] or None
+    if args.save_vectors:
+        embs, x = training_inputs(tasks, args.model, args.small_model)
+        info = {"benchmark": SMOKE, "large_model": args.model, "small_model": args.small_model,
+                "tasks": [te.name for te in embs]}
+        save_vectors(Path(args.save_vectors), embs, {"large_docs": x}, info)
+        print(f"gpu-check: wrote the training check's vectors of {len(embs)} units to {args.save_vectors}")
+        return 0
     if not args.cpu_only and not torch.cuda.is_available():
         print("gpu-check: torch sees no CUDA device (torch.cuda.is_available() is False, torch "
               f"{torch.__version__}, CUDA build {torch.version.cuda}); run it on a machine with an NVIDIA GPU "
               "and a CUDA build of torch, or pass --cpu-only to test the script itself", file=sys.stderr)
         return EXIT_NO_CUDA
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] or None
     devices = ["cpu"] if args.cpu_only else ["cuda", "cpu"]
     variants = [("cpu", "float32")] + ([] if args.cpu_only else [("cuda", "float32"), ("cuda", "float16")])
     summary: dict[str, Any] = {
         "torch": torch.__version__, "cuda": torch.version.cuda,
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "cpu_only": args.cpu_only, "model": args.model,
+        "cpu_only": args.cpu_only, "model": args.model, "weights": Path(args.weights).name if args.weights else None,
     }
     t0 = time.perf_counter()
     texts = smoke_texts(args.n_texts, tasks)
     summary["encode"] = encode_check(args.model, texts, variants, batch_size=args.batch_size,
-                                     max_length=args.max_length)
-    summary["train"] = training_check(devices, tasks=tasks, large=args.model, small=args.small_model,
-                                      align_epochs=args.align_epochs, label_epochs=args.label_epochs)
+                                     max_length=args.max_length, weights=Path(args.weights) if args.weights else None)
+    large, small, inputs = args.model, args.small_model, None
+    if args.vectors:
+        embs, arrays, info = load_vectors(Path(args.vectors))
+        large, small, inputs = info["large_model"], info["small_model"], (embs, arrays["large_docs"])
+        summary["train_vectors"] = {"file": Path(args.vectors).name, **info}
+    summary["train"] = training_check(devices, tasks=tasks, large=large, small=small,
+                                      align_epochs=args.align_epochs, label_epochs=args.label_epochs, inputs=inputs)
     summary["retrieval"] = retrieval_check(devices, n_docs=args.retrieval_docs)
     summary["total_seconds"] = time.perf_counter() - t0
     text = json.dumps(summary, indent=2, sort_keys=True)
