@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class BenchSizes:
-    """Input sizes of every section; ``FULL`` fits ~15 minutes on 2 cores (+ under 3 for EmbeddingGemma), ``QUICK`` a few seconds each."""
+    """Input sizes of every section; ``FULL`` takes about 8 minutes on 2 idle cores (EmbeddingGemma and
+    st_runtime included), ``QUICK`` a few seconds each."""
 
     repeats: int
     enc_passages: int
