@@ -13,6 +13,7 @@ sorts by token count, sentence-transformers by character count.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.util
 from typing import Any, Callable
 
@@ -39,7 +40,8 @@ def onnx_reference_unavailable() -> str:
                 f"is not installed; its newest release, 0.1.0, requires transformers<4.58, and this package "
                 f"pins transformers {transformers}")
     try:
-        import optimum.onnxruntime  # noqa: F401
+        # A probe, not a dependency: the package never needs optimum, so it is imported by name.
+        importlib.import_module("optimum.onnxruntime")
     except Exception as exc:  # the version clash shows up as an ImportError inside optimum
         return (f"sentence-transformers' ONNX backend needs optimum.onnxruntime, which fails to import with "
                 f"transformers {transformers}: {type(exc).__name__}: {str(exc)[:200]}")
