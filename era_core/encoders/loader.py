@@ -7,6 +7,7 @@ Nothing here loads a model: that waits for the first ``encode`` (see ``encoder``
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 from era_core.encoders.openai_api import API_MODELS, load_api_encoder
 from era_core.encoders.encoder import Encoder, check_max_length
@@ -47,7 +48,13 @@ def load_encoder(
         max_length = spec.max_length
     _check_options(spec, max_length, threads, truncate_dim)
 
-    location = resolve_weights(spec, progress=progress)
+    return encoder_at(spec, resolve_weights(spec, progress=progress), device=device, dtype=dtype,
+                      max_length=max_length, threads=threads, truncate_dim=truncate_dim)
+
+
+def encoder_at(spec: ModelSpec, location: Path, *, device: str, dtype: str, max_length: int,
+               threads: int | None = None, truncate_dim: int | None = None) -> Encoder:
+    """The ``Encoder`` of ``spec`` over the weights at ``location``, fingerprinted as found there (checked options)."""
     fingerprint = fingerprint_files(weight_files(spec, location))
     pooling = (read_st_pooling(location) if spec.backend == "transformers" else None) or spec.pooling
     return Encoder(

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from era_core.tools.gpu_check import load_vectors, save_vectors
+from era_core.tools.gpu_check import device_info, load_vectors, save_vectors, sync_device, write_report
 
 
 def chosen_lrs(selection: Path | None, methods: list[str], instructions: str, train_ratio: float,
@@ -79,13 +79,6 @@ def small_pairs(embs: list, rows: np.ndarray) -> np.ndarray:
     return np.stack([embs[u].docs_small[r] for u, r in rows]) if len(rows) else np.zeros((0, embs[0].docs_small.shape[1]), np.float32)
 
 
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        import torch
-
-        torch.cuda.synchronize()
-
-
 def _run_method(method: str, chosen: dict[str, Any], cfg: Any, setup: Any, embs: list, pairs: tuple, splits: dict,
                 devices: list[str], seed: int, ratio: float, inst: str) -> dict[str, Any]:
     """One method's run on each device, as ``paper.runs.train_method`` trains it; scored on the test split."""
@@ -102,7 +95,7 @@ def _run_method(method: str, chosen: dict[str, Any], cfg: Any, setup: Any, embs:
     for device in devices:
         seed_everything(seed)
         acfg = mcfg.alignment(seed, device)
-        _sync(device)
+        sync_device(device)
         t0 = time.perf_counter()
         start = None
         if get_method(method).phase1:
@@ -110,7 +103,7 @@ def _run_method(method: str, chosen: dict[str, Any], cfg: Any, setup: Any, embs:
             seed_everything(seed)  # as paper.runs.train_method: Phase 2 starts from a freshly seeded state
         trained = api.fit(setup, embs, method, label=mcfg.label(None, ratio, seed, device), align=acfg,
                           phase1=start, splits=splits, instructions=inst)
-        _sync(device)
+        sync_device(device)
         elapsed = time.perf_counter() - t0
         scores = api.evaluate(trained, embs)
         weight = trained.adapter.proj.weight.detach().cpu().numpy()
@@ -196,16 +189,9 @@ def main(argv: list[str] | None = None) -> int:
         print("cuda-pass: torch sees no CUDA device; pass --devices cpu to run the CPU side only", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
-    report = {"torch": torch.__version__, "cuda": torch.version.cuda,
-              "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-              **run(Path(args.vectors), devices)}
+    report = {**device_info(), **run(Path(args.vectors), devices)}
     report["total_seconds"] = time.perf_counter() - t0
-    text = json.dumps(report, indent=2, sort_keys=True)
-    print(text)
-    if args.out:
-        from era_core.io import atomic_write_text
-
-        atomic_write_text(Path(args.out), text + "\n")
+    write_report(report, args.out)
     return 0
 
 

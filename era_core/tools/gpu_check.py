@@ -46,13 +46,11 @@ def local_encoder(key: str, folder: Path, *, device: str, dtype: str, max_length
 
     ``folder`` holds what the model's package folder holds (config, tokenizer, weights); the
     fingerprint is that of the files found there, so vectors of a converted copy never pass for the
-    package's. Flash attention is left off.
+    package's. Otherwise it is built as ``load_encoder`` builds it (``encoders.loader.encoder_at``).
     """
-    from era_core.encoders import REGISTRY, Encoder
-    from era_core.encoders.fingerprints import fingerprint_files
+    from era_core.encoders import REGISTRY
+    from era_core.encoders.loader import encoder_at
     from era_core.encoders.precision import choose_dtype
-    from era_core.encoders.st_modules import read_st_pooling
-    from era_core.encoders.weights import weight_files
     from era_core.errors import ParamsError
 
     spec = REGISTRY[key]
@@ -61,10 +59,7 @@ def local_encoder(key: str, folder: Path, *, device: str, dtype: str, max_length
     folder = Path(folder).resolve()
     if not (folder / "config.json").is_file():
         raise ParamsError(f"--weights {folder}: no config.json there; copy the model's whole folder")
-    dtype = choose_dtype(spec, device, dtype)
-    return Encoder(spec, folder, device=device, dtype=dtype, max_length=max_length,
-                   pooling=read_st_pooling(folder) or spec.pooling,
-                   fingerprint=fingerprint_files(weight_files(spec, folder)), attention="default", threads=None)
+    return encoder_at(spec, folder, device=device, dtype=choose_dtype(spec, device, dtype), max_length=max_length)
 
 
 def encode_check(model: str, texts: list[str], variants: list[tuple[str, str]], *, batch_size: int,
@@ -84,10 +79,10 @@ def encode_check(model: str, texts: list[str], variants: list[tuple[str, str]], 
             enc = local_encoder(model, weights, device=device, dtype=dtype, max_length=max_length)
         enc.load()
         enc.encode(texts[: min(len(texts), 2 * batch_size)], batch_size=batch_size, progress=False)  # warm-up
-        _sync(device)
+        sync_device(device)
         t0 = time.perf_counter()
         vecs = enc.encode(texts, batch_size=batch_size, progress=False)
-        _sync(device)
+        sync_device(device)
         elapsed = time.perf_counter() - t0
         row: dict[str, Any] = {"texts": len(texts), "seconds": elapsed, "texts_per_s": len(texts) / elapsed,
                                "attention": enc.attention}
@@ -100,11 +95,30 @@ def encode_check(model: str, texts: list[str], variants: list[tuple[str, str]], 
     return out
 
 
-def _sync(device: str) -> None:
+def sync_device(device: str) -> None:
+    """Wait for ``device``'s queued work (CUDA), so a timer around it measures the work."""
     if device.startswith("cuda"):
         import torch
 
         torch.cuda.synchronize()
+
+
+def device_info() -> dict[str, Any]:
+    """torch's version, its CUDA build and the first GPU's name (None without CUDA), for a report's header."""
+    import torch
+
+    return {"torch": torch.__version__, "cuda": torch.version.cuda,
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def write_report(report: dict[str, Any], out: str | None) -> None:
+    """Print ``report`` as sorted JSON and, with ``out``, also write it there atomically."""
+    text = json.dumps(report, indent=2, sort_keys=True)
+    print(text)
+    if out:
+        from era_core.io import atomic_write_text
+
+        atomic_write_text(Path(out), text + "\n")
 
 
 def training_inputs(tasks: list[str] | None, large: str, small: str) -> tuple[list, np.ndarray]:
@@ -279,9 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     devices = ["cpu"] if args.cpu_only else ["cuda", "cpu"]
     variants = [("cpu", "float32")] + ([] if args.cpu_only else [("cuda", "float32"), ("cuda", "float16")])
     summary: dict[str, Any] = {
-        "torch": torch.__version__, "cuda": torch.version.cuda,
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "cpu_only": args.cpu_only, "model": args.model, "weights": Path(args.weights).name if args.weights else None,
+        **device_info(), "cpu_only": args.cpu_only, "model": args.model, "weights": Path(args.weights).name if args.weights else None,
     }
     t0 = time.perf_counter()
     texts = smoke_texts(args.n_texts, tasks)
@@ -296,12 +308,7 @@ def main(argv: list[str] | None = None) -> int:
                                       align_epochs=args.align_epochs, label_epochs=args.label_epochs, inputs=inputs)
     summary["retrieval"] = retrieval_check(devices, n_docs=args.retrieval_docs)
     summary["total_seconds"] = time.perf_counter() - t0
-    text = json.dumps(summary, indent=2, sort_keys=True)
-    print(text)
-    if args.out:
-        from era_core.io import atomic_write_text
-
-        atomic_write_text(Path(args.out), text + "\n")
+    write_report(summary, args.out)
     return 0
 
 

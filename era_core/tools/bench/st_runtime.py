@@ -140,13 +140,13 @@ def measure_model(key: str, sizes: BenchSizes, threads: int) -> dict[str, Any]:
 
     max_length = sizes.st_max_length
     enc = load_encoder(key, dtype="auto", threads=threads, max_length=max_length, progress=False)
-    enc.load()
     n_passages, n_queries, repeats = model_sizes(key, sizes)
     row: dict[str, Any] = {"backend": enc.spec.backend, "era_precision": enc.precision, "max_length": max_length,
                            "batch_size": sizes.enc_batch_size, "repeats": repeats}
     if enc.spec.backend == "onnx":
         row["st_unavailable"] = onnx_reference_unavailable()
     else:
+        enc.load()  # only here: a model sentence-transformers cannot run is never loaded
         st = _load_st(enc, max_length)
         apply_threads(threads)  # model loading may have reset torch's pool
         _, texts = _prompted_texts(enc, n_passages, n_queries, sizes.passage_words)
